@@ -1,0 +1,83 @@
+package config
+
+import (
+	"bytes"
+	"strconv"
+	"text/template"
+)
+
+// Generate renders cfg as a complete YAML config file in which every option is documented with
+// its default. Parsing the output gives back cfg.
+func Generate(cfg *Config) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := configTemplate.Execute(&buf, cfg); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// yamlString quotes a string for YAML so that any value survives the round trip.
+func yamlString(s string) string { return strconv.Quote(s) }
+
+var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap{"q": yamlString}).Parse(
+	`# Lattice configuration.
+#
+# Every option is listed with its default. Relative paths are resolved against the folder that
+# holds this file. Unknown keys and invalid values stop the server at start-up with a message
+# that names the key.
+
+# The server's name: the part after the colon in user IDs (@alice:example.org) and room aliases.
+# It cannot be changed once users and rooms exist. Default: localhost.
+server_name: {{q .ServerName}}
+
+# The ed25519 key this server signs events and federation requests with, in the usual
+# "ed25519 <version> <base64 seed>" form. Create one with 'lattice generate-keys --out FILE'.
+# Default: signing.key
+signing_key: {{q .SigningKey}}
+
+database:
+  # Where data lives. sqlite:///absolute/path.db or sqlite://relative.db (relative to this file)
+  # for embedded SQLite; postgres://user:password@host:5432/db?sslmode=disable for PostgreSQL,
+  # which is needed to run components as separate processes. The environment variable
+  # LATTICE_DATABASE overrides this value. Default: sqlite://lattice.db
+  dsn: {{q .Database.DSN}}
+  # Largest number of open connections (PostgreSQL; on SQLite the size of the read pool, as
+  # SQLite always writes through one connection). Default: 10
+  max_open_conns: {{.Database.MaxOpenConns}}
+  # Idle connections kept open; 0 means as many as max_open_conns. Default: 0
+  max_idle_conns: {{.Database.MaxIdleConns}}
+  # Close connections older than this (e.g. 1h); 0 keeps them. Default: 0s
+  conn_max_lifetime: {{.Database.ConnMaxLifetime}}
+
+# HTTP listeners. Each serves some of the resources:
+#   client      the client-server API (/_matrix/client), /.well-known/matrix/client and the landing page
+#   federation  the server-server API (/_matrix/federation, /_matrix/key) and /.well-known/matrix/server
+# tls_cert and tls_key (PEM files) turn on HTTPS for that listener; both or neither.
+# Default: one listener on 127.0.0.1:8008 serving client and federation without TLS.
+listeners:
+{{- range .Listeners}}
+  - address: {{q .Address}}
+    resources: [{{range $i, $r := .Resources}}{{if $i}}, {{end}}{{$r}}{{end}}]
+    tls_cert: {{q .TLSCert}}
+    tls_key: {{q .TLSKey}}
+{{- end}}
+
+metrics:
+  # Address of a separate listener that serves Prometheus metrics at /metrics; empty turns it
+  # off. Keep it private (e.g. 127.0.0.1:9090). Default: "" (off)
+  address: {{q .Metrics.Address}}
+
+well_known:
+  # Answer of /.well-known/matrix/client: the URL clients should use for this server, such as
+  # https://matrix.example.org. Empty answers 404, so clients use the server name. Default: ""
+  client_base_url: {{q .WellKnown.ClientBaseURL}}
+  # Answer of /.well-known/matrix/server: host[:port] that other servers should use for
+  # federation, such as matrix.example.org:443. Empty answers 404. Default: ""
+  server: {{q .WellKnown.Server}}
+
+log:
+  # One of debug, info, warn, error. Default: info
+  level: {{q .Log.Level}}
+  # text (human-readable) or json. Default: text
+  format: {{q .Log.Format}}
+`))
