@@ -1,0 +1,218 @@
+// Package lattice wires Lattice's components into one server: it opens the database, builds
+// each component, serves the configured listeners and shuts everything down gracefully.
+// cmd/lattice is a thin command line around it, and e2e tests start it in-process.
+package lattice
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"html"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"maunium.net/go/mautrix/federation"
+
+	"github.com/latticehq/lattice/clientapi"
+	"github.com/latticehq/lattice/federationapi"
+	"github.com/latticehq/lattice/internal/config"
+	"github.com/latticehq/lattice/internal/httpapi"
+	"github.com/latticehq/lattice/internal/notifier"
+	"github.com/latticehq/lattice/storage"
+)
+
+// Version is the version of Lattice this binary is.
+const Version = "0.1.0-dev"
+
+// Server is one running Lattice homeserver (all components in one process).
+type Server struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	db       *storage.DB
+	notifier *notifier.Notifier
+	key      *federation.SigningKey
+	metrics  *prometheus.Registry
+
+	listeners []*listener
+	started   bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type listener struct {
+	cfg    config.Listen
+	ln     net.Listener
+	srv    *http.Server
+	scheme string
+}
+
+// New opens the database (migrating it), loads the signing key and builds every component.
+// Nothing listens until Start.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server, error) {
+	keyPath := cfg.Path(cfg.SigningKey)
+	key, err := config.LoadSigningKey(keyPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w (create one with 'lattice generate-keys --out %s')", err, keyPath)
+	} else if err != nil {
+		return nil, err
+	}
+	db, err := storage.Open(ctx, cfg.Database.DSN, storage.Options{
+		MaxOpenConns:    cfg.Database.MaxOpenConns,
+		MaxIdleConns:    cfg.Database.MaxIdleConns,
+		ConnMaxLifetime: cfg.Database.ConnMaxLifetime,
+		BaseDir:         cfg.Dir,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      logger,
+		db:       db,
+		notifier: notifier.New(),
+		key:      key,
+		metrics:  prometheus.NewRegistry(),
+	}
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	httpMetrics := httpapi.NewMetrics(s.metrics)
+
+	client := clientapi.New(clientapi.Options{WellKnownBaseURL: cfg.WellKnown.ClientBaseURL})
+	fed := federationapi.New(federationapi.Options{ServerName: cfg.ServerName, SigningKey: key, Version: Version, WellKnownServer: cfg.WellKnown.Server})
+	for _, lc := range cfg.Listeners {
+		r := httpapi.NewRouter()
+		if slices.Contains(lc.Resources, config.ResourceClient) {
+			client.Register(r)
+			r.Handle("/", http.HandlerFunc(s.landing)).Methods(http.MethodGet, http.MethodHead)
+		}
+		if slices.Contains(lc.Resources, config.ResourceFederation) {
+			fed.Register(r)
+		}
+		s.listeners = append(s.listeners, s.newListener(lc, httpapi.Wrap(r, logger, httpMetrics)))
+	}
+	if cfg.Metrics.Address != "" {
+		r := mux.NewRouter()
+		r.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+		s.listeners = append(s.listeners, s.newListener(config.Listen{Address: cfg.Metrics.Address, Resources: []string{"metrics"}}, r))
+	}
+	return s, nil
+}
+
+func (s *Server) newListener(lc config.Listen, h http.Handler) *listener {
+	return &listener{cfg: lc, scheme: "http", srv: &http.Server{
+		Handler: h,
+		// No WriteTimeout: long-poll /sync and media downloads legitimately take long.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}}
+}
+
+// Start binds every listener and serves them in the background.
+func (s *Server) Start() error {
+	if s.started {
+		return errors.New("server already started")
+	}
+	s.started = true
+	for _, l := range s.listeners {
+		ln, err := net.Listen("tcp", l.cfg.Address)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen on %s: %w", l.cfg.Address, err)
+		}
+		if l.cfg.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(s.cfg.Path(l.cfg.TLSCert), s.cfg.Path(l.cfg.TLSKey))
+			if err != nil {
+				ln.Close()
+				s.closeListeners()
+				return fmt.Errorf("load TLS certificate for %s: %w", l.cfg.Address, err)
+			}
+			ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+			l.scheme = "https"
+		}
+		l.ln = ln
+	}
+	for _, l := range s.listeners {
+		go func() {
+			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("listener stopped", "address", l.ln.Addr().String(), "error", err)
+			}
+		}()
+		s.log.Info("listening", "url", l.URL(), "resources", l.cfg.Resources)
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		if l.ln != nil {
+			l.ln.Close()
+			l.ln = nil
+		}
+	}
+}
+
+// URL is the base URL the listener answers on (with the bound port when the config said :0).
+func (l *listener) URL() string {
+	if l.ln == nil {
+		return ""
+	}
+	return l.scheme + "://" + l.ln.Addr().String()
+}
+
+// URL returns the base URL of the first started listener serving resource, or "".
+func (s *Server) URL(resource string) string {
+	for _, l := range s.listeners {
+		if slices.Contains(l.cfg.Resources, resource) && l.ln != nil {
+			return l.URL()
+		}
+	}
+	return ""
+}
+
+// ServerName is the server's Matrix server name.
+func (s *Server) ServerName() string { return s.cfg.ServerName }
+
+// Shutdown stops accepting requests, wakes long-polls, waits for in-flight requests until ctx
+// ends and then closes the database. It is safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		s.notifier.Close()
+		var wg sync.WaitGroup
+		errs := make([]error, len(s.listeners))
+		for i, l := range s.listeners {
+			if l.ln == nil {
+				continue
+			}
+			wg.Go(func() { errs[i] = l.srv.Shutdown(ctx) })
+		}
+		wg.Wait()
+		errs = append(errs, s.db.Close())
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// landing answers GET / with a short page that says what this server is.
+func (s *Server) landing(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprintf(w, landingPage, html.EscapeString(s.cfg.ServerName), Version)
+}
+
+const landingPage = `<!doctype html>
+<html><head><meta charset="utf-8"><title>Lattice</title></head>
+<body>
+<h1>Lattice</h1>
+<p>This is the Matrix homeserver <b>%s</b>, run by Lattice %s.</p>
+<p>Use a Matrix client such as Element and point it at this address to sign in.</p>
+</body></html>
+`
