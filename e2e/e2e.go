@@ -1,0 +1,130 @@
+// Package e2e starts real Lattice servers for end-to-end tests and hands out real clients.
+//
+// The database engine comes from LATTICE_E2E_DB: "sqlite" (the default) or "postgres", which
+// needs LATTICE_TEST_POSTGRES to hold a DSN; each server gets a fresh, empty database.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/latticehq/lattice"
+	"github.com/latticehq/lattice/internal/config"
+	"github.com/latticehq/lattice/storage"
+	"github.com/latticehq/lattice/storage/storagetest"
+)
+
+// EnvDB names the environment variable that picks the engine of e2e servers.
+const EnvDB = "LATTICE_E2E_DB"
+
+// Server is a Lattice server started for one test; it stops when the test ends.
+type Server struct {
+	*lattice.Server
+	// Config is the configuration the server runs with.
+	Config *config.Config
+	// URL is the base URL of its client API.
+	URL string
+}
+
+// Option changes the configuration of a server before it starts.
+type Option func(*config.Config)
+
+// Engine returns the database engine that e2e servers use in this environment.
+func Engine(t testing.TB) storage.Engine {
+	switch e := os.Getenv(EnvDB); e {
+	case "", "sqlite":
+		return storage.EngineSQLite
+	case "postgres":
+		return storage.EnginePostgres
+	default:
+		t.Fatalf("%s=%q: want sqlite or postgres", EnvDB, e)
+		return ""
+	}
+}
+
+// Start starts a Lattice server named localhost on a random loopback port, with a temporary
+// data folder and a fresh database, and stops it when the test ends.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := config.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default("localhost")
+	cfg.Dir = dir
+	if err := config.WriteSigningKey(cfg.Path(cfg.SigningKey), key); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database.DSN = storagetest.DSN(t, Engine(t))
+	cfg.Listeners[0].Address = "127.0.0.1:0"
+	if lvl := os.Getenv("LATTICE_E2E_LOG"); lvl != "" {
+		cfg.Log.Level = lvl
+	}
+	for _, o := range opts {
+		o(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+
+	logs := &testLog{t: t}
+	t.Cleanup(logs.stop) // registered first, so it runs after the server has stopped
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := lattice.New(ctx, cfg, lattice.NewLogger(cfg.Log, logs))
+	if err != nil {
+		t.Fatalf("start lattice: %v", err)
+	}
+	if err := s.Start(); err != nil {
+		s.Shutdown(ctx)
+		t.Fatalf("start lattice: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shut down lattice: %v", err)
+		}
+	})
+	return &Server{Server: s, Config: cfg, URL: s.URL(config.ResourceClient)}
+}
+
+// Client returns a mautrix client for the server that is not logged in.
+func (s *Server) Client(t testing.TB) *mautrix.Client {
+	t.Helper()
+	c, err := mautrix.NewClient(s.URL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// testLog sends server logs to the test's log, shown when the test fails or runs with -v,
+// and drops lines that arrive after the test is over.
+type testLog struct {
+	mu      sync.Mutex
+	t       testing.TB
+	stopped bool
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		l.t.Log(string(bytes.TrimRight(p, "\n")))
+	}
+	return len(p), nil
+}
+
+func (l *testLog) stop() {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+}
