@@ -29,6 +29,7 @@ import (
 	"github.com/latticehq/lattice/internal/httpapi"
 	"github.com/latticehq/lattice/internal/notifier"
 	"github.com/latticehq/lattice/storage"
+	"github.com/latticehq/lattice/userapi"
 )
 
 // Version is the version of Lattice this binary is.
@@ -42,6 +43,7 @@ type Server struct {
 	notifier *notifier.Notifier
 	key      *federation.SigningKey
 	metrics  *prometheus.Registry
+	users    userapi.API
 
 	listeners []*listener
 	started   bool
@@ -86,7 +88,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	httpMetrics := httpapi.NewMetrics(s.metrics)
 
-	client := clientapi.New(clientapi.Options{WellKnownBaseURL: cfg.WellKnown.ClientBaseURL})
+	client := clientapi.New(clientapi.Options{Config: cfg, Users: s.users, Logger: logger})
 	fed := federationapi.New(federationapi.Options{ServerName: cfg.ServerName, SigningKey: key, Version: Version, WellKnownServer: cfg.WellKnown.Server})
 	for _, lc := range cfg.Listeners {
 		r := httpapi.NewRouter()
@@ -178,6 +180,9 @@ func (s *Server) URL(resource string) string {
 	}
 	return ""
 }
+
+// Users is the server's user component, for tools and tests that act on accounts directly.
+func (s *Server) Users() userapi.API { return s.users }
 
 // ServerName is the server's Matrix server name.
 func (s *Server) ServerName() string { return s.cfg.ServerName }

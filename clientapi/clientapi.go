@@ -3,11 +3,14 @@
 package clientapi
 
 import (
+	"log/slog"
 	"net/http"
 
 	"github.com/gorilla/mux"
 
+	"github.com/latticehq/lattice/internal/config"
 	"github.com/latticehq/lattice/internal/httpapi"
+	"github.com/latticehq/lattice/userapi"
 )
 
 // supportedVersions lists the spec versions whose required endpoints all exist. A version is
@@ -16,24 +19,40 @@ var supportedVersions = []string{}
 
 // Options configures the client API.
 type Options struct {
-	// WellKnownBaseURL answers /.well-known/matrix/client; empty answers 404.
-	WellKnownBaseURL string
+	Config *config.Config
+	Users  userapi.API
+	Logger *slog.Logger
 }
 
 // API is the client-server API component.
 type API struct {
-	opts Options
+	cfg   *config.Config
+	users userapi.API
+	log   *slog.Logger
 }
 
 // New returns the client API.
 func New(opts Options) *API {
-	return &API{opts: opts}
+	return &API{cfg: opts.Config, users: opts.Users, log: opts.Logger}
 }
 
 // Register adds the client API's routes to r.
 func (a *API) Register(r *mux.Router) {
 	r.Handle("/_matrix/client/versions", httpapi.HandlerFunc(a.versions)).Methods(http.MethodGet)
 	r.Handle("/.well-known/matrix/client", httpapi.HandlerFunc(a.wellKnown)).Methods(http.MethodGet)
+	a.registerAccountRoutes(r)
+	a.registerUserDataRoutes(r)
+}
+
+// handle registers h at path under both /_matrix/client/r0 and /_matrix/client/v3, as older
+// clients still use r0 for the endpoints that existed then.
+func handle(r *mux.Router, path string, h http.Handler, methods ...string) {
+	r.Handle("/_matrix/client/{version:(?:r0|v3)}"+path, h).Methods(methods...)
+}
+
+// handleV1 registers h at path under /_matrix/client/v1 (endpoints added after v1.0).
+func handleV1(r *mux.Router, path string, h http.Handler, methods ...string) {
+	r.Handle("/_matrix/client/v1"+path, h).Methods(methods...)
 }
 
 // versions answers GET /_matrix/client/versions (client-server API, "GET /_matrix/client/versions").
@@ -47,11 +66,11 @@ func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
 
 // wellKnown answers GET /.well-known/matrix/client (client-server API, "Well-known URIs").
 func (a *API) wellKnown(w http.ResponseWriter, r *http.Request) error {
-	if a.opts.WellKnownBaseURL == "" {
+	if a.cfg.WellKnown.ClientBaseURL == "" {
 		return httpapi.NotFound("no client well-known is configured")
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{
-		"m.homeserver": map[string]string{"base_url": a.opts.WellKnownBaseURL},
+		"m.homeserver": map[string]string{"base_url": a.cfg.WellKnown.ClientBaseURL},
 	})
 	return nil
 }

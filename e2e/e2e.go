@@ -18,6 +18,7 @@ import (
 	"github.com/latticehq/lattice/internal/config"
 	"github.com/latticehq/lattice/storage"
 	"github.com/latticehq/lattice/storage/storagetest"
+	"github.com/latticehq/lattice/userapi"
 )
 
 // EnvDB names the environment variable that picks the engine of e2e servers.
@@ -127,4 +128,26 @@ func (l *testLog) stop() {
 	l.mu.Lock()
 	l.stopped = true
 	l.mu.Unlock()
+}
+
+// NewUser creates an account with password "password" directly through the user component and
+// returns a mautrix client logged in on a new device. It does not depend on the HTTP
+// registration and login endpoints, which have tests of their own.
+func (s *Server) NewUser(t testing.TB, localpart string) *mautrix.Client {
+	t.Helper()
+	ctx := context.Background()
+	acc, err := s.Users().CreateAccount(ctx, userapi.NewAccount{Localpart: localpart, Password: "password"})
+	if err != nil {
+		t.Fatalf("create account %s: %v", localpart, err)
+	}
+	dev, tokens, err := s.Users().CreateDevice(ctx, userapi.NewDevice{UserID: acc.UserID})
+	if err != nil {
+		t.Fatalf("create device for %s: %v", acc.UserID, err)
+	}
+	c, err := mautrix.NewClient(s.URL, acc.UserID, tokens.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.DeviceID = dev.DeviceID
+	return c
 }

@@ -125,6 +125,7 @@ func ensureDataDir(dir, serverName string, stdout io.Writer) (string, error) {
 	}
 	cfg := config.Default(serverName)
 	cfg.Dir = dir
+	cfg.Registration.SharedSecret = config.NewSharedSecret()
 	if err := cfg.Validate(); err != nil {
 		return "", err
 	}
@@ -176,6 +177,7 @@ func generateConfig(args []string, stdout, stderr io.Writer) error {
 	cfg := config.Default(*serverName)
 	cfg.SigningKey = filepath.Join(dir, "signing.key")
 	cfg.Database.DSN = "sqlite://" + filepath.Join(dir, "lattice.db")
+	cfg.Registration.SharedSecret = config.NewSharedSecret()
 	if *dsn != "" {
 		cfg.Database.DSN = *dsn
 	}

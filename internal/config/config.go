@@ -25,13 +25,15 @@ const (
 
 // Config is the whole configuration of one Lattice server.
 type Config struct {
-	ServerName string    `yaml:"server_name"`
-	SigningKey string    `yaml:"signing_key"`
-	Database   Database  `yaml:"database"`
-	Listeners  []Listen  `yaml:"listeners"`
-	Metrics    Metrics   `yaml:"metrics"`
-	WellKnown  WellKnown `yaml:"well_known"`
-	Log        Log       `yaml:"log"`
+	ServerName   string       `yaml:"server_name"`
+	SigningKey   string       `yaml:"signing_key"`
+	Database     Database     `yaml:"database"`
+	Listeners    []Listen     `yaml:"listeners"`
+	Metrics      Metrics      `yaml:"metrics"`
+	WellKnown    WellKnown    `yaml:"well_known"`
+	Registration Registration `yaml:"registration"`
+	RateLimits   RateLimits   `yaml:"rate_limits"`
+	Log          Log          `yaml:"log"`
 
 	// Dir is the folder relative paths are resolved against: the config file's folder.
 	Dir string `yaml:"-"`
@@ -84,7 +86,9 @@ func Default(serverName string) *Config {
 			Address:   "127.0.0.1:8008",
 			Resources: []string{ResourceClient, ResourceFederation},
 		}},
-		Log: Log{Level: "info", Format: "text"},
+		Registration: defaultRegistration(),
+		RateLimits:   defaultRateLimits(),
+		Log:          Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -173,6 +177,12 @@ func (c *Config) Validate() error {
 		if _, _, ok := federation.ParseServerName(s); !ok {
 			return keyErr("well_known.server", "%q is not a valid server name", s)
 		}
+	}
+	if err := c.Registration.validate(); err != nil {
+		return err
+	}
+	if err := c.RateLimits.validate(); err != nil {
+		return err
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		return keyErr("log.level", "must be one of debug, info, warn, error (got %q)", c.Log.Level)

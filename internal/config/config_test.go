@@ -22,6 +22,9 @@ func TestGenerateRoundTrip(t *testing.T) {
 	full.Metrics.Address = "127.0.0.1:9090"
 	full.WellKnown = WellKnown{ClientBaseURL: "https://matrix.example.org", Server: "matrix.example.org:443"}
 	full.Log = Log{Level: "debug", Format: "json"}
+	full.Registration = Registration{Open: Off, Guests: true, SharedSecret: NewSharedSecret(), BcryptCost: 10,
+		AccessTokenLifetime: 5 * time.Minute, RefreshTokenLifetime: 720 * time.Hour, LoginTokenLifetime: time.Minute}
+	full.RateLimits = RateLimits{Enabled: false, Login: Rate{PerSecond: 1.5, Burst: 2}, Register: Rate{PerSecond: 0.01, Burst: 1}}
 	weird := Default("localhost")
 	weird.Dir = "/x"
 	weird.SigningKey = `odd "name": #1.key`
@@ -97,6 +100,13 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"server_name: a\nmetrics:\n  address: 127.0.0.1:8008\n", "metrics.address"},
 		{"server_name: a\nlisteners:\n  - address: 127.0.0.1:1\n    resources: [client]\n  - address: 127.0.0.1:1\n    resources: [federation]\n", "listeners[1].address"},
 		{"- a\n- b\n", "(top level)"},
+		{"server_name: a\nregistration:\n  open: maybe\n", "registration.open"},
+		{"server_name: a\nregistration:\n  bcrypt_cost: 3\n", "registration.bcrypt_cost"},
+		{"server_name: a\nregistration:\n  shared_secret: short\n", "registration.shared_secret"},
+		{"server_name: a\nregistration:\n  access_token_lifetime: 5s\n", "registration.access_token_lifetime"},
+		{"server_name: a\nregistration:\n  refresh_token_lifetime: 1h\n", "registration.refresh_token_lifetime"},
+		{"server_name: a\nrate_limits:\n  login: {per_second: 0, burst: 1}\n", "rate_limits.login.per_second"},
+		{"server_name: a\nrate_limits:\n  register: {per_second: 1, burst: 0}\n", "rate_limits.register.burst"},
 	} {
 		_, err := Parse([]byte(tc.yaml), "/d", noEnv)
 		if err == nil {
@@ -161,6 +171,21 @@ func TestLoad(t *testing.T) {
 	}
 	if cfg.Dir != dir {
 		t.Errorf("Dir = %q, want %q", cfg.Dir, dir)
+	}
+}
+
+func TestOpenRegistration(t *testing.T) {
+	for _, tc := range []struct {
+		open Toggle
+		addr string
+		want bool
+	}{{Auto, "127.0.0.1:8008", true}, {Auto, "0.0.0.0:8008", false}, {On, "0.0.0.0:8008", true}, {Off, "127.0.0.1:8008", false}} {
+		c := Default("x")
+		c.Registration.Open = tc.open
+		c.Listeners[0].Address = tc.addr
+		if got := c.OpenRegistration(); got != tc.want {
+			t.Errorf("open=%s on %s: %v", tc.open, tc.addr, got)
+		}
 	}
 }
 

@@ -75,6 +75,36 @@ well_known:
   # federation, such as matrix.example.org:443. Empty answers 404. Default: ""
   server: {{q .WellKnown.Server}}
 
+registration:
+  # Whether anyone may create an account (with the m.login.dummy stage). auto: only while
+  # every listener is on a loopback address, i.e. a local trial; true or false otherwise.
+  # When closed, accounts come from admins, registration tokens or the shared secret.
+  # Default: auto
+  open: {{.Registration.Open}}
+  # Allow guest accounts (POST /register?kind=guest). Default: false
+  guests: {{.Registration.Guests}}
+  # Secret for shared-secret registration (GET/POST /_synapse/admin/v1/register), as used by
+  # admin tools. Empty turns it off. Keep it private. Default: "" (generated configs have one)
+  shared_secret: {{q .Registration.SharedSecret}}
+  # bcrypt cost of stored password hashes (4-31). Default: 12
+  bcrypt_cost: {{.Registration.BcryptCost}}
+  # Lifetime of access tokens for clients that ask for refresh tokens; 0 means they never
+  # expire and no refresh token is handed out. Default: 0s
+  access_token_lifetime: {{.Registration.AccessTokenLifetime}}
+  # Lifetime of refresh tokens; 0 means until used. Needs access_token_lifetime. Default: 0s
+  refresh_token_lifetime: {{.Registration.RefreshTokenLifetime}}
+  # Lifetime of login tokens from POST /login/get_token. Default: 2m0s
+  login_token_lifetime: {{.Registration.LoginTokenLifetime}}
+
+rate_limits:
+  # Slow down clients that log in or register too often (429 M_LIMIT_EXCEEDED). Default: true
+  enabled: {{.RateLimits.Enabled}}
+  # Attempts per IP address and per account: per_second refill, burst at most.
+  # Default: per_second 0.2, burst 5
+  login: {per_second: {{.RateLimits.Login.PerSecond}}, burst: {{.RateLimits.Login.Burst}}}
+  # Registrations per IP address. Default: per_second 0.2, burst 5
+  register: {per_second: {{.RateLimits.Register.PerSecond}}, burst: {{.RateLimits.Register.Burst}}}
+
 log:
   # One of debug, info, warn, error. Default: info
   level: {{q .Log.Level}}
