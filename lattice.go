@@ -43,7 +43,7 @@ type Server struct {
 	notifier *notifier.Notifier
 	key      *federation.SigningKey
 	metrics  *prometheus.Registry
-	users    userapi.API
+	users    *userapi.Users
 
 	listeners []*listener
 	started   bool
@@ -68,20 +68,22 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	} else if err != nil {
 		return nil, err
 	}
-	db, err := storage.Open(ctx, cfg.Database.DSN, storage.Options{
-		MaxOpenConns:    cfg.Database.MaxOpenConns,
-		MaxIdleConns:    cfg.Database.MaxIdleConns,
-		ConnMaxLifetime: cfg.Database.ConnMaxLifetime,
-		BaseDir:         cfg.Dir,
-	})
+	db, err := openDB(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
+		return nil, err
+	}
+	nf := notifier.New()
+	users, err := userapi.New(ctx, db, userOptions(cfg, nf, logger))
+	if err != nil {
+		db.Close()
+		return nil, err
 	}
 	s := &Server{
 		cfg:      cfg,
 		log:      logger,
 		db:       db,
-		notifier: notifier.New(),
+		notifier: nf,
+		users:    users,
 		key:      key,
 		metrics:  prometheus.NewRegistry(),
 	}
@@ -201,10 +203,51 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			wg.Go(func() { errs[i] = l.srv.Shutdown(ctx) })
 		}
 		wg.Wait()
-		errs = append(errs, s.db.Close())
+		errs = append(errs, s.users.Close(), s.db.Close())
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
+}
+
+func openDB(ctx context.Context, cfg *config.Config) (*storage.DB, error) {
+	db, err := storage.Open(ctx, cfg.Database.DSN, storage.Options{
+		MaxOpenConns:    cfg.Database.MaxOpenConns,
+		MaxIdleConns:    cfg.Database.MaxIdleConns,
+		ConnMaxLifetime: cfg.Database.ConnMaxLifetime,
+		BaseDir:         cfg.Dir,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return db, nil
+}
+
+func userOptions(cfg *config.Config, nf *notifier.Notifier, logger *slog.Logger) userapi.Options {
+	r := cfg.Registration
+	return userapi.Options{
+		ServerName:           cfg.ServerName,
+		BcryptCost:           r.BcryptCost,
+		AccessTokenLifetime:  r.AccessTokenLifetime,
+		RefreshTokenLifetime: r.RefreshTokenLifetime,
+		LoginTokenLifetime:   r.LoginTokenLifetime,
+		Notifier:             nf,
+		Logger:               logger,
+	}
+}
+
+// OpenUsers opens the database of cfg and its user component alone, for the command line's
+// account chores. The returned function closes both.
+func OpenUsers(ctx context.Context, cfg *config.Config, logger *slog.Logger) (userapi.API, func() error, error) {
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	users, err := userapi.New(ctx, db, userOptions(cfg, notifier.New(), logger))
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return users, func() error { return errors.Join(users.Close(), db.Close()) }, nil
 }
 
 // landing answers GET / with a short page that says what this server is.

@@ -55,9 +55,13 @@ func (s *Server) printBanner(out io.Writer) {
 		fmt.Fprintf(out, "  %-28s %v\n", l.URL(), l.cfg.Resources)
 	}
 	fmt.Fprintf(out, "  database: %s\n", s.db.Engine())
-	fmt.Fprint(out, `
-Accounts: this build serves discovery only (/_matrix/client/versions, well-known, federation
-version); registration, login and 'lattice create-account' arrive with the accounts component.
-
-`)
+	create := "lattice create-account --config " + s.cfg.File + " --username NAME --admin"
+	if s.cfg.File == "" {
+		create = "lattice create-account --config FILE --username NAME --admin"
+	}
+	fmt.Fprintf(out, "\nCreate the first account (an admin) with:\n  %s\n", create)
+	if s.cfg.OpenRegistration() {
+		fmt.Fprintf(out, "or register with any Matrix client at %s: registration is open while every listener is on loopback.\n", s.URL(config.ResourceClient))
+	}
+	fmt.Fprintln(out)
 }

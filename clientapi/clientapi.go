@@ -10,6 +10,7 @@ import (
 
 	"github.com/latticehq/lattice/internal/config"
 	"github.com/latticehq/lattice/internal/httpapi"
+	"github.com/latticehq/lattice/internal/ratelimit"
 	"github.com/latticehq/lattice/userapi"
 )
 
@@ -29,11 +30,22 @@ type API struct {
 	cfg   *config.Config
 	users userapi.API
 	log   *slog.Logger
+
+	loginIPLimit   *ratelimit.Limiter // login attempts per client IP
+	loginUserLimit *ratelimit.Limiter // login attempts per account
+	registerLimit  *ratelimit.Limiter // registrations per client IP
+	nonces         nonces             // of shared-secret registration
 }
 
 // New returns the client API.
 func New(opts Options) *API {
-	return &API{cfg: opts.Config, users: opts.Users, log: opts.Logger}
+	rl := opts.Config.RateLimits
+	return &API{
+		cfg: opts.Config, users: opts.Users, log: opts.Logger,
+		loginIPLimit:   ratelimit.New(rl.Login.PerSecond, rl.Login.Burst, rl.Enabled),
+		loginUserLimit: ratelimit.New(rl.Login.PerSecond, rl.Login.Burst, rl.Enabled),
+		registerLimit:  ratelimit.New(rl.Register.PerSecond, rl.Register.Burst, rl.Enabled),
+	}
 }
 
 // Register adds the client API's routes to r.

@@ -26,16 +26,21 @@ Usage:
       Print a complete, commented config file.
   lattice generate-keys --out FILE
       Write a new ed25519 signing key to FILE.
+  lattice create-account [--config FILE] --username NAME [--password P | --password-file F] [--admin]
+      Create an account in the server's database (the password is read from standard input
+      when neither flag is given).
+  lattice reset-password [--config FILE] --username NAME [--password P | --password-file F] [--keep-devices]
+      Set a new password and log the account's devices out.
   lattice version
       Print the version.
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 }
 
 // run carries out one command line and returns the process exit code.
-func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	var err error
 	cmd := ""
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
@@ -48,6 +53,10 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		err = generateConfig(args, stdout, stderr)
 	case "generate-keys":
 		err = generateKeys(args, stdout, stderr)
+	case "create-account":
+		err = createAccount(args, stdin, stdout, stderr, getenv)
+	case "reset-password":
+		err = resetPassword(args, stdin, stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "lattice", lattice.Version)
 	case "help":

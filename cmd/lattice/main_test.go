@@ -13,7 +13,7 @@ import (
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(args, &out, &errb, func(string) string { return "" })
+	code = run(args, strings.NewReader(""), &out, &errb, func(string) string { return "" })
 	return code, out.String(), errb.String()
 }
 

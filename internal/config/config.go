@@ -37,6 +37,8 @@ type Config struct {
 
 	// Dir is the folder relative paths are resolved against: the config file's folder.
 	Dir string `yaml:"-"`
+	// File is the config file's path as given, when loaded from a file.
+	File string `yaml:"-"`
 }
 
 // Database configures the storage engine.

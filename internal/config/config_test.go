@@ -169,6 +169,9 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if cfg.File != p {
+		t.Errorf("File = %q, want %q", cfg.File, p)
+	}
 	if cfg.Dir != dir {
 		t.Errorf("Dir = %q, want %q", cfg.Dir, dir)
 	}
