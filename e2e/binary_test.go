@@ -166,7 +166,7 @@ func TestFirstRun(t *testing.T) {
 		}
 	}
 	out := p.stdout.String()
-	for _, want := range []string{"Created lattice-data", "http://127.0.0.1:8008", "Accounts:"} {
+	for _, want := range []string{"Created lattice-data", "http://127.0.0.1:8008", "lattice create-account --config lattice-data/lattice.yaml --username NAME --admin", "registration is open"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("start-up output lacks %q:\n%s", want, out)
 		}
@@ -216,13 +216,51 @@ func TestConfigFile(t *testing.T) {
 		t.Fatalf("generate-keys: %v %s", err, out)
 	}
 
-	p := startBinary(t, dir, "--config", cfgPath)
+	// The first account comes from the command line, its password from standard input.
+	create := exec.Command(binary(t), "create-account", "--config", cfgPath, "--username", "admin", "--admin")
+	create.Stdin = strings.NewReader("first-password\n")
+	if out, err := create.CombinedOutput(); err != nil || !strings.Contains(string(out), "@admin:example.test") {
+		t.Fatalf("create-account: %v %s", err, out)
+	}
+	if out, err := exec.Command(binary(t), "create-account", "--config", cfgPath, "--username", "admin", "--password", "x").CombinedOutput(); err == nil {
+		t.Errorf("create-account of an existing user succeeded: %s", out)
+	}
+
 	urlRE := regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
-	p.waitFor(t, "the banner", func() bool { return urlRE.MatchString(p.stdout.String()) })
-	base := urlRE.FindString(p.stdout.String())
-	p.waitFor(t, "versions", func() bool { return get200(base + "/_matrix/client/versions") })
+	run := func() (*process, string) {
+		p := startBinary(t, dir, "--config", cfgPath)
+		p.waitFor(t, "the banner", func() bool { return urlRE.MatchString(p.stdout.String()) })
+		base := urlRE.FindString(p.stdout.String())
+		p.waitFor(t, "versions", func() bool { return get200(base + "/_matrix/client/versions") })
+		return p, base
+	}
+	loginStatus := func(base, password string) int {
+		body := `{"type":"m.login.password","identifier":{"type":"m.id.user","user":"admin"},"password":"` + password + `"}`
+		status, _, _ := do(t, "POST", base+"/_matrix/client/v3/login", []byte(body))
+		return status
+	}
+	p, base := run()
 	if !strings.Contains(p.stdout.String(), "database: "+string(Engine(t))) {
 		t.Errorf("banner does not name the %s engine:\n%s", Engine(t), p.stdout)
+	}
+	if st := loginStatus(base, "first-password"); st != 200 {
+		t.Errorf("login with the created account: %d", st)
+	}
+	p.stop(t)
+
+	pwFile := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwFile, []byte("second-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(binary(t), "reset-password", "--config", cfgPath, "--username", "@admin:example.test", "--password-file", pwFile).CombinedOutput(); err != nil {
+		t.Fatalf("reset-password: %v %s", err, out)
+	}
+	p, base = run()
+	if st := loginStatus(base, "first-password"); st != 403 {
+		t.Errorf("old password after reset: %d", st)
+	}
+	if st := loginStatus(base, "second-password"); st != 200 {
+		t.Errorf("new password after reset: %d", st)
 	}
 	p.stop(t)
 

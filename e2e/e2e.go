@@ -50,7 +50,8 @@ func Engine(t testing.TB) storage.Engine {
 }
 
 // Start starts a Lattice server named localhost on a random loopback port, with a temporary
-// data folder and a fresh database, and stops it when the test ends.
+// data folder and a fresh database, and stops it when the test ends. Registration is open (the
+// listener is on loopback), rate limits are off and passwords are hashed at the lowest cost.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	dir := t.TempDir()
@@ -65,6 +66,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	cfg.Database.DSN = storagetest.DSN(t, Engine(t))
 	cfg.Listeners[0].Address = "127.0.0.1:0"
+	cfg.Registration.BcryptCost = 4 // the cheapest cost: tests hash many passwords
+	cfg.RateLimits.Enabled = false  // tests register and log in fast; the rate-limit test turns it on
+	cfg.Registration.SharedSecret = "e2e-shared-secret-0123456789"
 	if lvl := os.Getenv("LATTICE_E2E_LOG"); lvl != "" {
 		cfg.Log.Level = lvl
 	}
