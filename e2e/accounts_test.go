@@ -407,6 +407,45 @@ func TestRefreshTokens(t *testing.T) {
 	wantError(t, status, body, 400, "M_MISSING_PARAM")
 }
 
+// TestSoftLogout lets an access token expire: the client sees soft_logout and refreshes.
+func TestSoftLogout(t *testing.T) {
+	s := Start(t, func(c *config.Config) { c.Registration.AccessTokenLifetime = 2 * time.Second })
+	register(t, s, "alice", "pw")
+	status, _, body := do(t, "POST", s.URL+"/_matrix/client/v3/login", []byte(`{"type":"m.login.password","user":"alice","password":"pw","refresh_token":true}`))
+	var l struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.Unmarshal(body, &l); status != 200 || err != nil || l.RefreshToken == "" {
+		t.Fatalf("login: %d %s", status, body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, _, body = do(t, "GET", s.URL+"/_matrix/client/v3/account/whoami", nil, "Authorization", "Bearer "+l.AccessToken)
+		if status == 401 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("access token never expired: %d %s", status, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var e struct {
+		ErrCode    string `json:"errcode"`
+		SoftLogout bool   `json:"soft_logout"`
+	}
+	if json.Unmarshal(body, &e); e.ErrCode != "M_UNKNOWN_TOKEN" || !e.SoftLogout {
+		t.Fatalf("expired token: %s", body)
+	}
+	status, _, body = do(t, "POST", s.URL+"/_matrix/client/v3/refresh", []byte(`{"refresh_token":"`+l.RefreshToken+`"}`))
+	if err := json.Unmarshal(body, &l); status != 200 || err != nil {
+		t.Fatalf("refresh after soft logout: %d %s", status, body)
+	}
+	if status, _, body := do(t, "GET", s.URL+"/_matrix/client/v3/account/whoami", nil, "Authorization", "Bearer "+l.AccessToken); status != 200 {
+		t.Fatalf("refreshed token: %d %s", status, body)
+	}
+}
+
 func TestRateLimit(t *testing.T) {
 	s := Start(t, func(c *config.Config) {
 		c.RateLimits.Enabled = true

@@ -103,7 +103,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"server_name: a\nregistration:\n  open: maybe\n", "registration.open"},
 		{"server_name: a\nregistration:\n  bcrypt_cost: 3\n", "registration.bcrypt_cost"},
 		{"server_name: a\nregistration:\n  shared_secret: short\n", "registration.shared_secret"},
-		{"server_name: a\nregistration:\n  access_token_lifetime: 5s\n", "registration.access_token_lifetime"},
+		{"server_name: a\nregistration:\n  access_token_lifetime: 500ms\n", "registration.access_token_lifetime"},
 		{"server_name: a\nregistration:\n  refresh_token_lifetime: 1h\n", "registration.refresh_token_lifetime"},
 		{"server_name: a\nrate_limits:\n  login: {per_second: 0, burst: 1}\n", "rate_limits.login.per_second"},
 		{"server_name: a\nrate_limits:\n  register: {per_second: 1, burst: 0}\n", "rate_limits.register.burst"},

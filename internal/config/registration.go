@@ -97,8 +97,8 @@ func (r *Registration) validate() error {
 	if r.AccessTokenLifetime < 0 {
 		return keyErr("registration.access_token_lifetime", "must not be negative")
 	}
-	if r.AccessTokenLifetime > 0 && r.AccessTokenLifetime < time.Minute {
-		return keyErr("registration.access_token_lifetime", "must be 0 (never expire) or at least 1m")
+	if r.AccessTokenLifetime > 0 && r.AccessTokenLifetime < time.Second {
+		return keyErr("registration.access_token_lifetime", "must be 0 (never expire) or at least 1s")
 	}
 	if r.RefreshTokenLifetime < 0 {
 		return keyErr("registration.refresh_token_lifetime", "must not be negative")

@@ -72,6 +72,21 @@ func ReadJSONLimit(r *http.Request, dst any, limit int64) error {
 	return decodeJSON(data, dst)
 }
 
+// hasNULEscape reports whether valid JSON data holds a \u0000 escape, the only way JSON text can
+// carry U+0000 (a raw NUL byte is not valid JSON).
+func hasNULEscape(data []byte) bool {
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' || i+1 >= len(data) {
+			continue
+		}
+		if data[i+1] == 'u' && i+5 < len(data) && string(data[i+2:i+6]) == "0000" {
+			return true
+		}
+		i++ // skip the escaped character: an escaped backslash followed by "u0000" is no NUL
+	}
+	return false
+}
+
 func tooLarge(limit int64) *Error {
 	return TooLarge("Request body is larger than %d bytes", limit)
 }
@@ -90,6 +105,11 @@ func decodeJSON(data []byte, dst any) error {
 			// Unmarshal takes null as "leave dst alone", but every Matrix
 			// request body is an object.
 			return BadJSON("Request body must be a JSON object, got null")
+		}
+		if hasNULEscape(data) {
+			// No Matrix identifier or text needs U+0000, and PostgreSQL refuses
+			// it in text: without this a client's typo would become a 500.
+			return BadJSON("Strings must not contain the NUL character (U+0000)")
 		}
 		return nil
 	}

@@ -5,8 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Wrap puts the shared middleware around a listener's router, outermost first: panic recovery (logs the stack,
@@ -45,7 +48,39 @@ func (s *wrapped) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(rec, http.StatusOK, struct{}{})
 		return
 	}
+	if !cleanText(r) {
+		WriteError(rec, r, InvalidParam("The path and query must be UTF-8 without NUL characters"))
+		return
+	}
 	s.next.ServeHTTP(rec, r)
+}
+
+// cleanText reports whether the decoded path and query values are valid UTF-8 without NUL.
+// Identifiers from them end up in database text, which refuses both; no Matrix identifier
+// needs either, so they are refused once here rather than in every handler.
+func cleanText(r *http.Request) bool {
+	ok := func(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+	if !ok(r.URL.Path) {
+		return false
+	}
+	if r.URL.RawQuery == "" {
+		return true
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return false
+	}
+	for k, vs := range q {
+		if !ok(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !ok(v) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // finish recovers a panic of the handler, then logs and counts the request.

@@ -30,6 +30,28 @@ func TestHandlerFuncMatrixError(t *testing.T) {
 	}
 }
 
+func TestNULAndBadUTF8InPathOrQueryRefused(t *testing.T) {
+	r := NewRouter()
+	reached := false
+	r.Handle("/users/{userId}", HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+		reached = true
+		WriteJSON(w, http.StatusOK, struct{}{})
+		return nil
+	}))
+	srv := newTestServer(t, r, nil)
+	for _, p := range []string{"/users/a%00b", "/users/a%FFb", "/users/ok?name=a%00b", "/users/ok?a%00=b", "/users/ok?name=%FF", "/users/ok?bad=%zz"} {
+		a := do(t, http.MethodGet, srv.URL+p, nil)
+		a.wantError(t, http.StatusBadRequest, "M_INVALID_PARAM")
+		a.wantCORS(t)
+	}
+	if reached {
+		t.Error("a refused request reached the handler")
+	}
+	if a := do(t, http.MethodGet, srv.URL+"/users/%C3%A9?name=%C3%A9", nil); a.status != 200 {
+		t.Errorf("UTF-8 path refused: %d %s", a.status, a.raw)
+	}
+}
+
 func TestHandlerFuncPlainErrorIsHidden(t *testing.T) {
 	r := NewRouter()
 	r.Handle("/rooms/{roomId}/boom", HandlerFunc(func(http.ResponseWriter, *http.Request) error {
