@@ -32,6 +32,20 @@ var migrations = []storage.Migration{{
 		since_base   BIGINT  NOT NULL,
 		entries      BYTEA   NOT NULL
 	)`,
+}, {
+	Version: 2,
+	Name:    "auth chain index",
+	// chain: the sorted, varint-delta-packed numeric IDs of every event in the auth chain.
+	SQLite: `CREATE TABLE room_auth_chains (
+		event_nid BIGINT PRIMARY KEY,
+		room_nid  BIGINT NOT NULL,
+		chain     BLOB   NOT NULL
+	)`,
+	Postgres: `CREATE TABLE room_auth_chains (
+		event_nid BIGINT PRIMARY KEY,
+		room_nid  BIGINT NOT NULL,
+		chain     BYTEA  NOT NULL
+	)`,
 }}
 
 // Migrate creates or updates the roomserver's tables.
