@@ -46,6 +46,78 @@ var migrations = []storage.Migration{{
 		room_nid  BIGINT NOT NULL,
 		chain     BYTEA  NOT NULL
 	)`,
+}, {
+	Version: 3,
+	Name:    "rooms, state keys, events, forward extremities",
+	// Numeric IDs keep snapshots and chains compact. json is the PDU as received or built;
+	// state_before_nid 0 marks an outlier's unknown state; stream_pos 0 marks events never
+	// output (outliers, rejected, soft-failed).
+	SQLite: `CREATE TABLE rooms (
+		room_nid     INTEGER PRIMARY KEY AUTOINCREMENT,
+		room_id      TEXT    NOT NULL UNIQUE,
+		room_version TEXT    NOT NULL,
+		snapshot_nid BIGINT  NOT NULL
+	);
+	CREATE TABLE room_state_keys (
+		state_key_nid INTEGER PRIMARY KEY AUTOINCREMENT,
+		event_type    TEXT    NOT NULL,
+		state_key     TEXT    NOT NULL,
+		UNIQUE (event_type, state_key)
+	);
+	CREATE TABLE room_events (
+		event_nid        INTEGER PRIMARY KEY AUTOINCREMENT,
+		event_id         TEXT    NOT NULL UNIQUE,
+		room_nid         BIGINT  NOT NULL,
+		event_type       TEXT    NOT NULL,
+		state_key        TEXT,
+		depth            BIGINT  NOT NULL,
+		origin_server_ts BIGINT  NOT NULL,
+		json             TEXT    NOT NULL,
+		state_before_nid BIGINT  NOT NULL,
+		rejected         INTEGER NOT NULL,
+		soft_failed      INTEGER NOT NULL,
+		outlier          INTEGER NOT NULL,
+		stream_pos       BIGINT  NOT NULL
+	);
+	CREATE INDEX room_events_stream ON room_events (stream_pos) WHERE stream_pos > 0;
+	CREATE TABLE room_forward_extremities (
+		room_nid  BIGINT NOT NULL,
+		event_nid BIGINT NOT NULL,
+		PRIMARY KEY (room_nid, event_nid)
+	);`,
+	Postgres: `CREATE TABLE rooms (
+		room_nid     BIGSERIAL PRIMARY KEY,
+		room_id      TEXT   NOT NULL UNIQUE,
+		room_version TEXT   NOT NULL,
+		snapshot_nid BIGINT NOT NULL
+	);
+	CREATE TABLE room_state_keys (
+		state_key_nid BIGSERIAL PRIMARY KEY,
+		event_type    TEXT NOT NULL,
+		state_key     TEXT NOT NULL,
+		UNIQUE (event_type, state_key)
+	);
+	CREATE TABLE room_events (
+		event_nid        BIGSERIAL PRIMARY KEY,
+		event_id         TEXT    NOT NULL UNIQUE,
+		room_nid         BIGINT  NOT NULL,
+		event_type       TEXT    NOT NULL,
+		state_key        TEXT,
+		depth            BIGINT  NOT NULL,
+		origin_server_ts BIGINT  NOT NULL,
+		json             TEXT    NOT NULL,
+		state_before_nid BIGINT  NOT NULL,
+		rejected         INTEGER NOT NULL,
+		soft_failed      INTEGER NOT NULL,
+		outlier          INTEGER NOT NULL,
+		stream_pos       BIGINT  NOT NULL
+	);
+	CREATE INDEX room_events_stream ON room_events (stream_pos) WHERE stream_pos > 0;
+	CREATE TABLE room_forward_extremities (
+		room_nid  BIGINT NOT NULL,
+		event_nid BIGINT NOT NULL,
+		PRIMARY KEY (room_nid, event_nid)
+	);`,
 }}
 
 // Migrate creates or updates the roomserver's tables.
