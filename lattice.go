@@ -28,6 +28,7 @@ import (
 	"github.com/latticehq/lattice/internal/config"
 	"github.com/latticehq/lattice/internal/httpapi"
 	"github.com/latticehq/lattice/internal/notifier"
+	"github.com/latticehq/lattice/roomserver"
 	"github.com/latticehq/lattice/storage"
 	"github.com/latticehq/lattice/userapi"
 )
@@ -44,6 +45,7 @@ type Server struct {
 	key      *federation.SigningKey
 	metrics  *prometheus.Registry
 	users    *userapi.Users
+	rooms    *roomserver.Roomserver
 
 	listeners []*listener
 	started   bool
@@ -78,12 +80,19 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		db.Close()
 		return nil, err
 	}
+	rooms, err := roomserver.New(ctx, db, roomserver.Options{ServerName: cfg.ServerName, SigningKey: key, Notifier: nf, Logger: logger})
+	if err != nil {
+		users.Close()
+		db.Close()
+		return nil, err
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      logger,
 		db:       db,
 		notifier: nf,
 		users:    users,
+		rooms:    rooms,
 		key:      key,
 		metrics:  prometheus.NewRegistry(),
 	}
@@ -185,6 +194,9 @@ func (s *Server) URL(resource string) string {
 
 // Users is the server's user component, for tools and tests that act on accounts directly.
 func (s *Server) Users() userapi.API { return s.users }
+
+// Rooms is the server's room component, for the client API's room endpoints and for tests.
+func (s *Server) Rooms() roomserver.API { return s.rooms }
 
 // ServerName is the server's Matrix server name.
 func (s *Server) ServerName() string { return s.cfg.ServerName }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/latticehq/lattice/internal/httpapi"
+	"github.com/latticehq/lattice/roomserver"
 	"github.com/latticehq/lattice/userapi"
 )
 
@@ -18,10 +19,17 @@ type profileFieldsCapability struct {
 	Allowed []string `json:"allowed,omitempty"`
 }
 
+// roomVersionsCapability is m.room_versions: the default version of new rooms and every
+// version this server supports, all stable.
+func roomVersionsCapability() map[string]any {
+	available := map[string]string{}
+	for _, v := range roomserver.SupportedVersions {
+		available[string(v)] = "stable"
+	}
+	return map[string]any{"default": string(roomserver.DefaultRoomVersion), "available": available}
+}
+
 // capabilities answers GET /capabilities ("Capabilities negotiation") for the calling user.
-//
-// m.room_versions is added by the room server once rooms exist; until then clients assume
-// room version 1, which is harmless as they cannot create rooms yet.
 func (a *API) capabilities(w http.ResponseWriter, r *http.Request, dev *userapi.Device) error {
 	full := !dev.IsGuest
 	profile := profileFieldsCapability{Enabled: true}
@@ -38,6 +46,7 @@ func (a *API) capabilities(w http.ResponseWriter, r *http.Request, dev *userapi.
 			"m.3pid_changes":    boolCapability{false}, // no third-party identifiers on this server
 			"m.get_login_token": boolCapability{full},
 			"m.profile_fields":  profile,
+			"m.room_versions":   roomVersionsCapability(),
 		},
 	})
 	return nil

@@ -48,8 +48,10 @@ func TestAccountData(t *testing.T) {
 	status, _, body := do(t, "GET", clientURL(s, "user", string(alice.UserID), "account_data", "org.example.config"), nil, bearer(alice)...)
 	wantOK(t, status, body, `{"other":true}`)
 
-	// Content comes back as sent, whatever it holds; types may hold any character.
-	content := `{"nul":"a\u0000b","html":"<&>","nested":{"list":[1,2.5,null,"x"]},"emoji":"🐈"}`
+	// Content comes back as sent; types may hold any character but NUL, which every body refuses.
+	content := `{"html":"<&>","nested":{"list":[1,2.5,null,"x"]},"emoji":"🐈","escape":"\u0001"}`
+	status, _, body = do(t, "PUT", clientURL(s, "user", string(alice.UserID), "account_data", "org.example.nul"), []byte(`{"nul":"a\u0000b"}`), bearer(alice)...)
+	wantError(t, status, body, 400, "M_BAD_JSON")
 	for _, typ := range []string{"org.example/with slash", "é.ü"} {
 		u := clientURL(s, "user", string(alice.UserID), "account_data", typ)
 		status, _, body = do(t, "PUT", u, []byte(content), bearer(alice)...)

@@ -91,10 +91,12 @@ func TestFilterErrors(t *testing.T) {
 	status, _, body = do(t, "PUT", create, []byte(`{}`), bearer(alice)...)
 	wantError(t, status, body, 405, "M_UNRECOGNIZED")
 
-	for _, filterID := range []string{"0", "999", "abc", "{}", "-1", "00", "a\x00b", strings.Repeat("9", 300)} {
+	for _, filterID := range []string{"0", "999", "abc", "{}", "-1", "00", strings.Repeat("9", 300)} {
 		status, _, body := do(t, "GET", clientURL(s, "user", string(alice.UserID), "filter", filterID), nil, bearer(alice)...)
 		wantError(t, status, body, 404, "M_NOT_FOUND")
 	}
+	status, _, body = do(t, "GET", clientURL(s, "user", string(alice.UserID), "filter", "a\x00b"), nil, bearer(alice)...)
+	wantError(t, status, body, 400, "M_INVALID_PARAM") // NUL in a path is refused before routing
 
 	for _, tc := range []struct{ body, code, field string }{
 		{``, "M_NOT_JSON", ""},

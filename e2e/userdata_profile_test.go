@@ -230,7 +230,9 @@ func TestProfileGuest(t *testing.T) {
 	wantOK(t, status, body, `{"capabilities":{
 		"m.change_password":{"enabled":false},"m.set_displayname":{"enabled":true},"m.set_avatar_url":{"enabled":false},
 		"m.3pid_changes":{"enabled":false},"m.get_login_token":{"enabled":false},
-		"m.profile_fields":{"enabled":true,"allowed":["displayname"]}}}`)
+		"m.profile_fields":{"enabled":true,"allowed":["displayname"]},
+		"m.room_versions":{"default":"10","available":{"1":"stable","2":"stable","3":"stable","4":"stable","5":"stable",
+		"6":"stable","7":"stable","8":"stable","9":"stable","10":"stable","11":"stable","12":"stable"}}}}`)
 
 	// Account data, tags and filters are not on the spec's list of what guests may use.
 	for _, tc := range []struct{ method, path, body string }{
@@ -254,13 +256,18 @@ func TestCapabilities(t *testing.T) {
 		t.Fatalf("capabilities: %v", err)
 	}
 	if !caps.ChangePassword.Enabled || !caps.SetDisplayname.Enabled || !caps.SetAvatarURL.Enabled ||
-		caps.ThreePIDChanges == nil || caps.ThreePIDChanges.Enabled || !caps.GetLoginToken.Enabled || caps.RoomVersions != nil {
+		caps.ThreePIDChanges == nil || caps.ThreePIDChanges.Enabled || !caps.GetLoginToken.Enabled {
 		t.Errorf("capabilities = %+v", caps)
+	}
+	if rv := caps.RoomVersions; rv == nil || rv.Default != "10" || len(rv.Available) != 12 || !rv.IsStable("1") || !rv.IsStable("12") || rv.IsAvailable("13") {
+		t.Errorf("m.room_versions = %+v", caps.RoomVersions)
 	}
 	status, _, body := do(t, "GET", s.URL+"/_matrix/client/r0/capabilities", nil, bearer(alice)...)
 	wantOK(t, status, body, `{"capabilities":{
 		"m.change_password":{"enabled":true},"m.set_displayname":{"enabled":true},"m.set_avatar_url":{"enabled":true},
-		"m.3pid_changes":{"enabled":false},"m.get_login_token":{"enabled":true},"m.profile_fields":{"enabled":true}}}`)
+		"m.3pid_changes":{"enabled":false},"m.get_login_token":{"enabled":true},"m.profile_fields":{"enabled":true},
+		"m.room_versions":{"default":"10","available":{"1":"stable","2":"stable","3":"stable","4":"stable","5":"stable",
+		"6":"stable","7":"stable","8":"stable","9":"stable","10":"stable","11":"stable","12":"stable"}}}}`)
 
 	status, _, body = do(t, "GET", clientURL(s, "capabilities"), nil)
 	wantError(t, status, body, 401, "M_MISSING_TOKEN")

@@ -1,0 +1,296 @@
+package roomserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/federation"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/latticehq/lattice/internal/notifier"
+	"github.com/latticehq/lattice/roomserver/auth"
+	"github.com/latticehq/lattice/roomserver/pdu"
+	"github.com/latticehq/lattice/storage"
+	"github.com/latticehq/lattice/storage/roomstore"
+)
+
+// maxPrevEvents bounds the prev_events of a new event (server-server API, "PDUs").
+const maxPrevEvents = 20
+
+// Errors the API answers with.
+var (
+	ErrRoomNotFound = errors.New("roomserver: unknown room")
+	ErrNotAllowed   = errors.New("roomserver: not allowed") // the auth rules refused the event
+)
+
+// RoomKey is the notifier key for what happens in one room.
+func RoomKey(r id.RoomID) string { return "room:" + string(r) }
+
+// Template is a new local event before the roomserver places it in the room.
+type Template struct {
+	Type     string
+	StateKey *string
+	Sender   id.UserID
+	Content  json.RawMessage
+	Redacts  id.EventID
+}
+
+// API is what the roomserver offers the rest of Lattice.
+type API interface {
+	// CreateRoom creates a room with its initial events and returns its ID.
+	CreateRoom(ctx context.Context, req CreateRoomRequest) (id.RoomID, error)
+	// Send places a new local event in a room: on its current state, authorised against it
+	// (ErrNotAllowed, wrapping the rule that failed), and committed with its output position.
+	Send(ctx context.Context, roomID id.RoomID, t Template) (*pdu.Event, error)
+	// RoomVersion returns a room's version, ErrRoomNotFound if the server has no such room.
+	RoomVersion(ctx context.Context, roomID id.RoomID) (id.RoomVersion, error)
+	// CurrentState returns a room's current state.
+	CurrentState(ctx context.Context, roomID id.RoomID) (map[auth.StateKey]*pdu.Event, error)
+	// StateEvent returns one piece of a room's current state, nil if absent.
+	StateEvent(ctx context.Context, roomID id.RoomID, typ, stateKey string) (*pdu.Event, error)
+	// Event returns an event by ID, nil if unknown.
+	Event(ctx context.Context, eventID id.EventID) (*pdu.Event, error)
+	// StateBefore returns the state of the room just before an event.
+	StateBefore(ctx context.Context, eventID id.EventID) (map[auth.StateKey]*pdu.Event, error)
+}
+
+// Options configures the roomserver.
+type Options struct {
+	ServerName string
+	SigningKey *federation.SigningKey
+	Notifier   *notifier.Notifier
+	Logger     *slog.Logger
+}
+
+// Roomserver is the room component.
+type Roomserver struct {
+	opts  Options
+	db    *storage.DB
+	store *roomstore.Store
+	now   func() time.Time
+
+	locks sync.Map // room ID → *sync.Mutex: one writer per room, rooms in parallel
+
+	mu    sync.Mutex
+	rooms map[id.RoomID]*roomCache // bounded by maxCachedRooms
+}
+
+var _ API = (*Roomserver)(nil)
+
+// New opens the roomserver's storage.
+func New(ctx context.Context, db *storage.DB, opts Options) (*Roomserver, error) {
+	store, err := roomstore.Open(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("roomserver: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Roomserver{opts: opts, db: db, store: store, now: time.Now, rooms: map[id.RoomID]*roomCache{}}, nil
+}
+
+// lock serialises writers of one room.
+func (r *Roomserver) lock(roomID id.RoomID) func() {
+	m, _ := r.locks.LoadOrStore(roomID, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// CreateRoom creates a room from a createRoom request (client-server API, "Creation").
+func (r *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (id.RoomID, error) {
+	version, events, err := InitialEvents(req)
+	if err != nil {
+		return "", err
+	}
+	// The create event comes first: for v12 it names the room.
+	createTmpl := Template{Type: events[0].Type, StateKey: ptr(""), Sender: req.Creator, Content: events[0].Content}
+	var roomID id.RoomID
+	if !version.RoomIDIsCreateEventID() {
+		roomID = id.RoomID("!" + randomID() + ":" + r.opts.ServerName)
+	}
+	create, err := r.build(ctx, version, roomID, createTmpl, nil, nil, 1)
+	if err != nil {
+		return "", err
+	}
+	roomID = create.RoomID()
+	unlock := r.lock(roomID)
+	defer unlock()
+	if err := auth.Check(create, stateMap{}); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNotAllowed, err)
+	}
+	if err := r.commit(ctx, roomID, version, create, true); err != nil {
+		return "", err
+	}
+	for _, ev := range events[1:] {
+		t := Template{Type: ev.Type, StateKey: ptr(ev.StateKey), Sender: req.Creator, Content: ev.Content}
+		if _, err := r.sendLocked(ctx, roomID, t); err != nil {
+			return "", fmt.Errorf("initial %s event: %w", ev.Type, err)
+		}
+	}
+	return roomID, nil
+}
+
+// Send places a new local event in a room.
+func (r *Roomserver) Send(ctx context.Context, roomID id.RoomID, t Template) (*pdu.Event, error) {
+	unlock := r.lock(roomID)
+	defer unlock()
+	return r.sendLocked(ctx, roomID, t)
+}
+
+func (r *Roomserver) sendLocked(ctx context.Context, roomID id.RoomID, t Template) (*pdu.Event, error) {
+	rc, err := r.room(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	// prev_events: the forward extremities, newest first, at most maxPrevEvents.
+	prev := rc.extremities
+	if len(prev) > maxPrevEvents {
+		prev = prev[len(prev)-maxPrevEvents:]
+	}
+	var depth int64
+	prevIDs := make([]id.EventID, len(prev))
+	for i, p := range prev {
+		prevIDs[i] = p.EventID()
+		depth = max(depth, p.Depth())
+	}
+	// auth_events: what the auth rules consult for this event, from the current state
+	// (server-server API, "Auth events selection").
+	sel := auth.Selection(&templateEvent{t: t, roomID: roomID, version: rc.version})
+	var authIDs []id.EventID
+	for _, k := range sel {
+		if ev := rc.state[k]; ev != nil {
+			authIDs = append(authIDs, ev.EventID())
+		}
+	}
+	ev, err := r.build(ctx, rc.version, roomID, t, prevIDs, authIDs, depth+1)
+	if err != nil {
+		return nil, err
+	}
+	if err := auth.Check(ev, rc.view()); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotAllowed, err)
+	}
+	if err := r.commit(ctx, roomID, rc.version, ev, false); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+func (r *Roomserver) build(ctx context.Context, version id.RoomVersion, roomID id.RoomID, t Template, prev, authEvents []id.EventID, depth int64) (*pdu.Event, error) {
+	return pdu.Build(version, pdu.Template{
+		Type: t.Type, StateKey: t.StateKey, Sender: t.Sender, Content: t.Content, RoomID: roomID,
+		PrevEvents: prev, AuthEvents: authEvents, Depth: depth, OriginServerTS: r.now().UnixMilli(), Redacts: t.Redacts,
+	}, r.opts.ServerName, r.opts.SigningKey)
+}
+
+// commit stores a new event of a room with its state, auth chain, extremities and output
+// position in one transaction, then updates the caches and wakes the room's waiters.
+func (r *Roomserver) commit(ctx context.Context, roomID id.RoomID, version id.RoomVersion, ev *pdu.Event, newRoom bool) error {
+	var rc *roomCache
+	if !newRoom {
+		var err error
+		if rc, err = r.room(ctx, roomID); err != nil {
+			return err
+		}
+	}
+	rec := &roomstore.Event{
+		EventID: string(ev.EventID()), Type: ev.Type(), StateKey: ev.StateKey(),
+		Depth: ev.Depth(), OriginServerTS: ev.OriginServerTS(), JSON: ev.JSON(),
+	}
+	var snapshot int64
+	err := r.db.WithTx(ctx, func(tx *storage.Tx) error {
+		var roomNID int64
+		if newRoom {
+			var err error
+			if roomNID, err = r.store.CreateRoom(ctx, tx, string(roomID), string(version)); err != nil {
+				return err
+			}
+		} else {
+			roomNID = rc.nid
+			rec.StateBefore = rc.snapshot
+		}
+		rec.RoomNID = roomNID
+		authNIDs, err := r.eventNIDs(ctx, tx, ev.AuthEventIDs())
+		if err != nil {
+			return err
+		}
+		if _, err := r.store.InsertEvent(ctx, tx, rec); err != nil {
+			return err
+		}
+		snapshot = rec.StateBefore
+		if sk := ev.StateKey(); sk != nil {
+			keys, err := r.store.StateKeyNIDs(ctx, tx, []roomstore.StateKey{{Type: ev.Type(), StateKey: *sk}})
+			if err != nil {
+				return err
+			}
+			if snapshot, err = roomstore.AddSnapshot(ctx, tx, roomNID, rec.StateBefore, []roomstore.Entry{{Key: keys[0], Event: rec.NID}}); err != nil {
+				return err
+			}
+			if err := r.store.Chains.Add(ctx, tx, roomNID, rec.NID, authNIDs); err != nil {
+				return err
+			}
+			if err := r.store.SetCurrentState(ctx, tx, roomNID, snapshot); err != nil {
+				return err
+			}
+		}
+		prevNIDs, err := r.eventNIDs(ctx, tx, ev.PrevEventIDs())
+		if err != nil {
+			return err
+		}
+		if err := r.store.UpdateForwardExtremities(ctx, tx, roomNID, rec.NID, prevNIDs); err != nil {
+			return err
+		}
+		// Allocated last: the output stream's counter row stays locked until commit.
+		if rec.StreamPos, err = tx.NextStreamPosition(ctx, roomstore.StreamOutput); err != nil {
+			return err
+		}
+		return r.store.UpdateEvent(ctx, tx, rec)
+	})
+	if err != nil {
+		r.forget(roomID) // the cache may hold what the failed transaction assumed
+		return fmt.Errorf("store event %s: %w", ev.EventID(), err)
+	}
+	r.applyToCache(roomID, version, rec, snapshot, ev)
+	if r.opts.Notifier != nil {
+		r.opts.Notifier.Notify(roomstore.StreamOutput, rec.StreamPos, RoomKey(roomID))
+	}
+	return nil
+}
+
+// eventNIDs maps event IDs to their numbers; every one must be stored.
+func (r *Roomserver) eventNIDs(ctx context.Context, q storage.Querier, ids []id.EventID) ([]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	strs := make([]string, len(ids))
+	for i, e := range ids {
+		strs[i] = string(e)
+	}
+	evs, err := r.store.EventsByID(ctx, q, strs)
+	if err != nil {
+		return nil, err
+	}
+	if len(evs) != len(ids) {
+		return nil, fmt.Errorf("%d of %d referenced events are not stored", len(ids)-len(evs), len(ids))
+	}
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.NID
+	}
+	return out, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func randomID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
