@@ -41,7 +41,9 @@ type stateView struct{ rc *roomCache }
 var _ auth.CachedPowerLevels = (*stateView)(nil)
 
 // Get returns nil (a nil interface, not a nil *pdu.Event) for absent state.
-func (v *stateView) Get(typ, stateKey string) auth.Event { return stateMap(v.rc.state).Get(typ, stateKey) }
+func (v *stateView) Get(typ, stateKey string) auth.Event {
+	return stateMap(v.rc.state).Get(typ, stateKey)
+}
 
 // PowerLevels implements auth.CachedPowerLevels.
 func (v *stateView) PowerLevels() *auth.PowerLevels {
