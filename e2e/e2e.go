@@ -139,10 +139,17 @@ func (l *testLog) stop() {
 // registration and login endpoints, which have tests of their own.
 func (s *Server) NewUser(t testing.TB, localpart string) *mautrix.Client {
 	t.Helper()
+	return s.NewAccount(t, userapi.NewAccount{Localpart: localpart, Password: "password"})
+}
+
+// NewAccount creates the account na directly through the user component and returns a mautrix
+// client logged in as it on a new device.
+func (s *Server) NewAccount(t testing.TB, na userapi.NewAccount) *mautrix.Client {
+	t.Helper()
 	ctx := context.Background()
-	acc, err := s.Users().CreateAccount(ctx, userapi.NewAccount{Localpart: localpart, Password: "password"})
+	acc, err := s.Users().CreateAccount(ctx, na)
 	if err != nil {
-		t.Fatalf("create account %s: %v", localpart, err)
+		t.Fatalf("create account %s: %v", na.Localpart, err)
 	}
 	dev, tokens, err := s.Users().CreateDevice(ctx, userapi.NewDevice{UserID: acc.UserID})
 	if err != nil {

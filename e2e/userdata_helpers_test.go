@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"net/url"
 	"reflect"
@@ -31,21 +30,7 @@ func bearer(c *mautrix.Client) []string {
 // logged in as it.
 func newGuest(t *testing.T, s *Server, localpart string) *mautrix.Client {
 	t.Helper()
-	c := context.Background()
-	acc, err := s.Users().CreateAccount(c, userapi.NewAccount{Localpart: localpart, Guest: true})
-	if err != nil {
-		t.Fatalf("create guest %s: %v", localpart, err)
-	}
-	dev, tokens, err := s.Users().CreateDevice(c, userapi.NewDevice{UserID: acc.UserID})
-	if err != nil {
-		t.Fatalf("create device for %s: %v", acc.UserID, err)
-	}
-	cli, err := mautrix.NewClient(s.URL, acc.UserID, tokens.AccessToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli.DeviceID = dev.DeviceID
-	return cli
+	return s.NewAccount(t, userapi.NewAccount{Localpart: localpart, Guest: true})
 }
 
 // wantJSON checks that body is JSON equal to want (itself JSON).

@@ -57,20 +57,33 @@ func (f accountFlags) readPassword(stdin io.Reader) (string, error) {
 	return pw, nil
 }
 
-// open loads the config and the user component of the server's database.
-func (f accountFlags) open(ctx context.Context, getenv func(string) string) (*config.Config, userapi.API, func() error, error) {
+// account is what an account command works with: the config, the user component of the
+// server's database and the localpart the command is about.
+type account struct {
+	cfg       *config.Config
+	users     userapi.API
+	localpart string
+	close     func() error
+}
+
+// open loads the config, resolves --username and opens the user component.
+func (f accountFlags) open(ctx context.Context, getenv func(string) string) (*account, error) {
 	if *f.username == "" {
-		return nil, nil, nil, errors.New("--username is required")
+		return nil, errors.New("--username is required")
 	}
 	cfg, err := config.Load(*f.config, getenv)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
+	}
+	lp, err := localpart(cfg, *f.username)
+	if err != nil {
+		return nil, err
 	}
 	users, closeFn, err := lattice.OpenUsers(ctx, cfg, lattice.NewLogger(config.Log{Level: "warn", Format: cfg.Log.Format}, os.Stderr))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return cfg, users, closeFn, nil
+	return &account{cfg: cfg, users: users, localpart: lp, close: closeFn}, nil
 }
 
 // localpart accepts a bare localpart or a user ID of this server.
@@ -93,22 +106,18 @@ func createAccount(args []string, stdin io.Reader, stdout, stderr io.Writer, get
 		return err
 	}
 	ctx := context.Background()
-	cfg, users, closeFn, err := f.open(ctx, getenv)
+	a, err := f.open(ctx, getenv)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	lp, err := localpart(cfg, *f.username)
-	if err != nil {
-		return err
-	}
+	defer a.close()
 	pw, err := f.readPassword(stdin)
 	if err != nil {
 		return err
 	}
-	acc, err := users.CreateAccount(ctx, userapi.NewAccount{Localpart: lp, Password: pw, Admin: *admin})
+	acc, err := a.users.CreateAccount(ctx, userapi.NewAccount{Localpart: a.localpart, Password: pw, Admin: *admin})
 	if errors.Is(err, userapi.ErrUserInUse) {
-		return fmt.Errorf("@%s:%s already exists", lp, cfg.ServerName)
+		return fmt.Errorf("@%s:%s already exists", a.localpart, a.cfg.ServerName)
 	} else if err != nil {
 		return err
 	}
@@ -128,18 +137,14 @@ func resetPassword(args []string, stdin io.Reader, stdout, stderr io.Writer, get
 		return err
 	}
 	ctx := context.Background()
-	cfg, users, closeFn, err := f.open(ctx, getenv)
+	a, err := f.open(ctx, getenv)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	lp, err := localpart(cfg, *f.username)
-	if err != nil {
-		return err
-	}
-	acc, err := users.LookupLocalpart(ctx, lp)
+	defer a.close()
+	acc, err := a.users.LookupLocalpart(ctx, a.localpart)
 	if errors.Is(err, userapi.ErrNotFound) {
-		return fmt.Errorf("no account @%s:%s", lp, cfg.ServerName)
+		return fmt.Errorf("no account @%s:%s", a.localpart, a.cfg.ServerName)
 	} else if err != nil {
 		return err
 	}
@@ -150,7 +155,7 @@ func resetPassword(args []string, stdin io.Reader, stdout, stderr io.Writer, get
 	if err != nil {
 		return err
 	}
-	if err := users.SetPassword(ctx, acc.UserID, pw, !*keep, ""); err != nil {
+	if err := a.users.SetPassword(ctx, acc.UserID, pw, !*keep, ""); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Changed the password of %s\n", acc.UserID)
