@@ -5,7 +5,7 @@ SHELL := /bin/bash
 GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run build test lint unit e2e-postgres bench
+.PHONY: run build test lint js-deps unit e2e-postgres bench
 
 # Start a server with defaults: ./lattice-data, SQLite, http://127.0.0.1:8008.
 run:
@@ -15,9 +15,13 @@ build:
 	$(GO) build -o bin/lattice ./cmd/lattice
 
 # Everything CI checks: formatting, vet, staticcheck, all tests with the race detector
-# (storage tests on both engines when LATTICE_TEST_POSTGRES is set), and the e2e suite again on
-# PostgreSQL.
-test: lint unit e2e-postgres
+# (storage tests on both engines when LATTICE_TEST_POSTGRES is set; the matrix-js-sdk tests under
+# Node), and the e2e suite again on PostgreSQL.
+test: lint js-deps unit e2e-postgres
+
+# matrix-js-sdk for the e2e tests that drive Lattice as Element does, pinned by its lockfile.
+js-deps:
+	npm ci --prefix e2e/js --no-audit --no-fund --loglevel=error
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
