@@ -1,0 +1,171 @@
+package roomstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/latticehq/lattice/storage"
+)
+
+// Light lookups: numbers, IDs and flags of events without their JSON, for the input pipeline
+// and state resolution, which need to know what is stored far more often than what it says.
+
+// batchSize keeps each IN list well within both engines' parameter limits.
+const batchSize = 500
+
+// EventNIDs returns the numbers of the stored events among ids; unknown IDs are left out.
+func (s *Store) EventNIDs(ctx context.Context, q storage.Querier, ids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(ids))
+	err := inBatches(ctx, q, `SELECT event_id, event_nid FROM room_events WHERE event_id IN `, strArgs(ids), func(rows *sql.Rows) error {
+		var eid string
+		var nid int64
+		if err := rows.Scan(&eid, &nid); err != nil {
+			return err
+		}
+		out[eid] = nid
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up event numbers: %w", err)
+	}
+	return out, nil
+}
+
+// EventIDs returns the IDs of stored events by number; unknown numbers are left out.
+func (s *Store) EventIDs(ctx context.Context, q storage.Querier, nids []int64) (map[int64]string, error) {
+	out := make(map[int64]string, len(nids))
+	err := inBatches(ctx, q, `SELECT event_nid, event_id FROM room_events WHERE event_nid IN `, intArgs(nids), func(rows *sql.Rows) error {
+		var nid int64
+		var eid string
+		if err := rows.Scan(&nid, &eid); err != nil {
+			return err
+		}
+		out[nid] = eid
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up event IDs: %w", err)
+	}
+	return out, nil
+}
+
+const headerColumns = `event_nid, event_id, room_nid, event_type, state_key, depth, origin_server_ts,
+	state_before_nid, rejected, soft_failed, outlier, stream_pos`
+
+// EventHeadersByID returns the stored events among ids with everything but their JSON (which
+// is left nil); unknown IDs are left out.
+func (s *Store) EventHeadersByID(ctx context.Context, q storage.Querier, ids []string) ([]*Event, error) {
+	return s.headersIn(ctx, q, "event_id", strArgs(ids))
+}
+
+// EventHeadersByNID is EventHeadersByID by event number.
+func (s *Store) EventHeadersByNID(ctx context.Context, q storage.Querier, nids []int64) ([]*Event, error) {
+	return s.headersIn(ctx, q, "event_nid", intArgs(nids))
+}
+
+func (s *Store) headersIn(ctx context.Context, q storage.Querier, column string, args []any) ([]*Event, error) {
+	var out []*Event
+	err := inBatches(ctx, q, `SELECT `+headerColumns+` FROM room_events WHERE `+column+` IN `, args, func(rows *sql.Rows) error {
+		e := &Event{}
+		var stateKey sql.NullString
+		var rejected, softFailed, outlier int
+		if err := rows.Scan(&e.NID, &e.EventID, &e.RoomNID, &e.Type, &stateKey, &e.Depth, &e.OriginServerTS,
+			&e.StateBefore, &rejected, &softFailed, &outlier, &e.StreamPos); err != nil {
+			return err
+		}
+		if stateKey.Valid {
+			e.StateKey = &stateKey.String
+		}
+		e.Rejected, e.SoftFailed, e.Outlier = rejected == 1, softFailed == 1, outlier == 1
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load event headers: %w", err)
+	}
+	return out, nil
+}
+
+// KnownStateKeyNIDs returns the numbers of state keys in keys' order, 0 for a key that has
+// none. It never numbers a key, so it needs no transaction.
+func (s *Store) KnownStateKeyNIDs(ctx context.Context, q storage.Querier, keys []StateKey) ([]int64, error) {
+	out := make([]int64, len(keys))
+	var missing []int
+	s.mu.RLock()
+	for i, k := range keys {
+		if out[i] = s.keyNID[k]; out[i] == 0 {
+			missing = append(missing, i)
+		}
+	}
+	s.mu.RUnlock()
+	for _, i := range missing {
+		k := keys[i]
+		err := q.QueryRow(ctx, `SELECT state_key_nid FROM room_state_keys WHERE event_type = $1 AND state_key = $2`, k.Type, k.StateKey).Scan(&out[i])
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("look up state key %v: %w", k, err)
+		}
+		// Only committed numbers are read here (or this transaction's own), so caching is safe.
+		s.mu.Lock()
+		s.keyNID[k], s.nidKey[out[i]] = out[i], k
+		s.mu.Unlock()
+	}
+	return out, nil
+}
+
+// RoomByNID returns a room by its number, ErrNotFound if unknown.
+func (s *Store) RoomByNID(ctx context.Context, q storage.Querier, nid int64) (*Room, error) {
+	r := &Room{NID: nid}
+	err := q.QueryRow(ctx, `SELECT room_id, room_version, snapshot_nid FROM rooms WHERE room_nid = $1`, nid).Scan(&r.ID, &r.Version, &r.Snapshot)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("load room %d: %w", nid, err)
+	}
+	return r, nil
+}
+
+// inBatches runs prefix followed by a parenthesised IN list over args in batches, calling scan
+// for each row.
+func inBatches(ctx context.Context, q storage.Querier, prefix string, args []any, scan func(*sql.Rows) error) error {
+	for len(args) > 0 {
+		part := args[:min(batchSize, len(args))]
+		args = args[len(part):]
+		rows, err := q.Query(ctx, prefix+`(`+placeholders(len(part))+`)`, part...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func strArgs(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+func intArgs(ns []int64) []any {
+	out := make([]any, len(ns))
+	for i, n := range ns {
+		out[i] = n
+	}
+	return out
+}
