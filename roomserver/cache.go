@@ -124,6 +124,9 @@ func (r *Roomserver) applyToCache(roomID id.RoomID, version id.RoomVersion, rec 
 	rc := r.rooms[roomID]
 	r.mu.Unlock()
 	if rc == nil {
+		if ev.Type() != "m.room.create" {
+			return // dropped meanwhile: the next use loads the room from storage
+		}
 		rc = &roomCache{nid: rec.RoomNID, version: version, state: map[auth.StateKey]*pdu.Event{}}
 		r.storeCache(roomID, rc)
 	}
@@ -143,40 +146,17 @@ func (r *Roomserver) applyToCache(roomID id.RoomID, version id.RoomVersion, rec 
 }
 
 // loadState reads a snapshot as events.
-func (r *Roomserver) loadState(ctx context.Context, version id.RoomVersion, snapshot int64) (map[auth.StateKey]*pdu.Event, error) {
-	st, err := r.store.StateOf(ctx, r.db, snapshot)
-	if err != nil {
-		return nil, err
-	}
-	nids := make([]int64, 0, len(st))
-	for _, n := range st {
-		nids = append(nids, n)
-	}
-	evs, err := r.parseNIDs(ctx, version, nids)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[auth.StateKey]*pdu.Event, len(evs))
-	for _, ev := range evs {
-		if sk := ev.StateKey(); sk != nil {
-			out[auth.StateKey{Type: ev.Type(), StateKey: *sk}] = ev
-		}
-	}
-	return out, nil
+func (r *Roomserver) loadState(ctx context.Context, _ id.RoomVersion, snapshot int64) (map[auth.StateKey]*pdu.Event, error) {
+	return r.snapshotEvents(ctx, snapshot)
 }
 
-func (r *Roomserver) parseNIDs(ctx context.Context, version id.RoomVersion, nids []int64) ([]*pdu.Event, error) {
-	recs, err := r.store.EventsByNID(ctx, r.db, nids)
+// parseNIDs returns stored events by number, through the event cache.
+func (r *Roomserver) parseNIDs(ctx context.Context, _ id.RoomVersion, nids []int64) ([]*pdu.Event, error) {
+	evs, err := r.eventsByNID(ctx, nids)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*pdu.Event, len(recs))
-	for i, rec := range recs {
-		if out[i], err = pdu.Parse(version, rec.JSON); err != nil {
-			return nil, fmt.Errorf("stored event %s: %w", rec.EventID, err)
-		}
-	}
-	return out, nil
+	return slices.Collect(maps.Values(evs)), nil
 }
 
 // RoomVersion returns a room's version.
@@ -212,15 +192,8 @@ func (r *Roomserver) StateEvent(ctx context.Context, roomID id.RoomID, typ, stat
 
 // Event returns an event by ID, nil if unknown.
 func (r *Roomserver) Event(ctx context.Context, eventID id.EventID) (*pdu.Event, error) {
-	recs, err := r.store.EventsByID(ctx, r.db, []string{string(eventID)})
-	if err != nil || len(recs) == 0 {
-		return nil, err
-	}
-	room, err := r.roomOfNID(ctx, recs[0].RoomNID)
-	if err != nil {
-		return nil, err
-	}
-	return pdu.Parse(room.version, recs[0].JSON)
+	ev, _, err := r.eventByID(ctx, eventID)
+	return ev, err
 }
 
 // StateBefore returns the state of the room just before an event (nil for an outlier, whose

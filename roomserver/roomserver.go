@@ -59,6 +59,21 @@ type API interface {
 	Event(ctx context.Context, eventID id.EventID) (*pdu.Event, error)
 	// StateBefore returns the state of the room just before an event.
 	StateBefore(ctx context.Context, eventID id.EventID) (map[auth.StateKey]*pdu.Event, error)
+
+	// InputOutlier stores an event from another server whose state is unknown (input.go).
+	InputOutlier(ctx context.Context, ev *pdu.Event) error
+	// InputOutliers is InputOutlier for many events, auth events first.
+	InputOutliers(ctx context.Context, evs []*pdu.Event) error
+	// InputRemote takes a new timeline event in from another server (inputremote.go).
+	InputRemote(ctx context.Context, ev *pdu.Event, stateBefore []*pdu.Event) error
+	// StateAfter returns the state of the room just after an event.
+	StateAfter(ctx context.Context, eventID id.EventID) (map[auth.StateKey]*pdu.Event, error)
+	// Members returns the users with the given membership in the room's current state.
+	Members(ctx context.Context, roomID id.RoomID, membership string) ([]id.UserID, error)
+	// AuthChain returns the auth chain of events, auth events before what they authorise.
+	AuthChain(ctx context.Context, eventIDs []id.EventID) ([]*pdu.Event, error)
+	// MissingEvents walks prev_events back from latest to earliest (/get_missing_events).
+	MissingEvents(ctx context.Context, roomID id.RoomID, earliest, latest []id.EventID, limit int) ([]*pdu.Event, error)
 }
 
 // Options configures the roomserver.
@@ -67,6 +82,10 @@ type Options struct {
 	SigningKey *federation.SigningKey
 	Notifier   *notifier.Notifier
 	Logger     *slog.Logger
+	// KeyRing verifies the signatures of events from other servers; nil means the caller has.
+	KeyRing pdu.KeyRing
+	// EventCacheBytes bounds the cache of parsed events (0: DefaultEventCacheBytes).
+	EventCacheBytes int64
 }
 
 // Roomserver is the room component.
@@ -80,6 +99,9 @@ type Roomserver struct {
 
 	mu    sync.Mutex
 	rooms map[id.RoomID]*roomCache // bounded by maxCachedRooms
+
+	events   *eventCache
+	versions sync.Map // room NID → id.RoomVersion
 }
 
 var _ API = (*Roomserver)(nil)
@@ -93,7 +115,8 @@ func New(ctx context.Context, db *storage.DB, opts Options) (*Roomserver, error)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Roomserver{opts: opts, db: db, store: store, now: time.Now, rooms: map[id.RoomID]*roomCache{}}, nil
+	return &Roomserver{opts: opts, db: db, store: store, now: time.Now, rooms: map[id.RoomID]*roomCache{},
+		events: newEventCache(opts.EventCacheBytes)}, nil
 }
 
 // lock serialises writers of one room.
@@ -255,8 +278,10 @@ func (r *Roomserver) commit(ctx context.Context, roomID id.RoomID, version id.Ro
 	})
 	if err != nil {
 		r.forget(roomID) // the cache may hold what the failed transaction assumed
+		r.store.Chains.Forget(rec.NID)
 		return fmt.Errorf("store event %s: %w", ev.EventID(), err)
 	}
+	r.events.put(rec.NID, ev)
 	r.applyToCache(roomID, version, rec, snapshot, ev)
 	if r.opts.Notifier != nil {
 		r.opts.Notifier.Notify(roomstore.StreamOutput, rec.StreamPos, RoomKey(roomID))
