@@ -12,6 +12,7 @@ import (
 
 	"github.com/latticehq/lattice/roomserver/auth"
 	"github.com/latticehq/lattice/roomserver/pdu"
+	"github.com/latticehq/lattice/storage/roomstore"
 )
 
 // DefaultMissingEventsLimit is the limit of /get_missing_events when the request gives none.
@@ -42,6 +43,41 @@ func (r *Roomserver) StateAfter(ctx context.Context, eventID id.EventID) (map[au
 		st[auth.StateKey{Type: h.Type, StateKey: *h.StateKey}] = evs[h.NID]
 	}
 	return st, nil
+}
+
+// StateIDsAfter returns the state just after an event as event IDs, as /state_ids answers it.
+// Nothing is parsed, so it stays fast for old events of large rooms whose events are not cached;
+// nil for an outlier or an unknown event.
+func (r *Roomserver) StateIDsAfter(ctx context.Context, eventID id.EventID) (map[auth.StateKey]id.EventID, error) {
+	hs, err := r.store.EventHeadersByID(ctx, r.db, []string{string(eventID)})
+	if err != nil || len(hs) == 0 || hs[0].Outlier {
+		return nil, err
+	}
+	h := hs[0]
+	st, err := roomstore.LoadState(ctx, r.db, h.StateBefore)
+	if err != nil {
+		return nil, fmt.Errorf("state after %s: %w", eventID, err)
+	}
+	keyNIDs, evNIDs := make([]int64, 0, len(st)+1), make([]int64, 0, len(st)+1)
+	for k, e := range st {
+		keyNIDs, evNIDs = append(keyNIDs, k), append(evNIDs, e)
+	}
+	keys, err := r.store.StateKeys(ctx, r.db, keyNIDs)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := r.store.EventIDs(ctx, r.db, evNIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[auth.StateKey]id.EventID, len(st)+1)
+	for i, k := range keyNIDs {
+		out[auth.StateKey{Type: keys[k].Type, StateKey: keys[k].StateKey}] = id.EventID(ids[evNIDs[i]])
+	}
+	if h.StateKey != nil && !h.Rejected {
+		out[auth.StateKey{Type: h.Type, StateKey: *h.StateKey}] = eventID
+	}
+	return out, nil
 }
 
 // Members returns, sorted, the users whose m.room.member event in the room's current state has

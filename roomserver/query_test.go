@@ -48,6 +48,15 @@ func TestQueries(t *testing.T) {
 		if st, err := f.rs.StateAfter(f.ctx, "$unknown"); st != nil || err != nil {
 			t.Errorf("state after an unknown event: %v %v", st, err)
 		}
+		for _, ev := range []*pdu.Event{join, msgs[2]} {
+			ids, err := f.rs.StateIDsAfter(f.ctx, ev.EventID())
+			if err != nil || !maps.Equal(ids, stateIDs(f.stateAfter(ev))) {
+				t.Errorf("state IDs after %s differ from the state after it: %v", ev.EventID(), err)
+			}
+		}
+		if ids, err := f.rs.StateIDsAfter(f.ctx, "$unknown"); ids != nil || err != nil {
+			t.Errorf("state IDs after an unknown event: %v %v", ids, err)
+		}
 
 		// Members by membership.
 		for membership, want := range map[string][]id.UserID{"join": {alice, bob}, "": {alice, bob}, "invite": nil} {

@@ -68,6 +68,8 @@ type API interface {
 	InputRemote(ctx context.Context, ev *pdu.Event, stateBefore []*pdu.Event) error
 	// StateAfter returns the state of the room just after an event.
 	StateAfter(ctx context.Context, eventID id.EventID) (map[auth.StateKey]*pdu.Event, error)
+	// StateIDsAfter returns the state just after an event as event IDs, without parsing events.
+	StateIDsAfter(ctx context.Context, eventID id.EventID) (map[auth.StateKey]id.EventID, error)
 	// Members returns the users with the given membership in the room's current state.
 	Members(ctx context.Context, roomID id.RoomID, membership string) ([]id.UserID, error)
 	// AuthChain returns the auth chain of events, auth events before what they authorise.

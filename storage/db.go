@@ -45,6 +45,7 @@ type Options struct {
 
 // Querier runs read queries; both *DB and *Tx satisfy it, so read code can run inside or outside a transaction.
 type Querier interface {
+	Engine() Engine
 	Query(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRow(ctx context.Context, query string, args ...any) *sql.Row
 }

@@ -2,11 +2,10 @@ package roomstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/latticehq/lattice/storage"
@@ -149,43 +148,26 @@ func (c *Chains) load(ctx context.Context, q storage.Querier, events []int64) (m
 	}
 	c.mu.Unlock()
 	missing = dedupe(missing)
-	// Batches keep each statement's parameter list well within both engines' limits.
-	const batch = 500
-	for len(missing) > 0 {
-		n := min(batch, len(missing))
-		part := missing[:n]
-		missing = missing[n:]
-		query := `SELECT event_nid, chain FROM room_auth_chains WHERE event_nid IN (` + placeholders(len(part)) + `)`
-		args := make([]any, len(part))
-		for i, e := range part {
-			args[i] = e
+	err := inBatches(ctx, q, `SELECT event_nid, chain FROM room_auth_chains WHERE event_nid IN `, intArgs(missing), func(rows *sql.Rows) error {
+		var nid int64
+		var blob []byte
+		if err := rows.Scan(&nid, &blob); err != nil {
+			return err
 		}
-		rows, err := q.Query(ctx, query, args...)
+		chain, err := decodeNIDs(blob)
 		if err != nil {
-			return nil, fmt.Errorf("load auth chains: %w", err)
+			return fmt.Errorf("auth chain of %d: %w", nid, err)
 		}
-		for rows.Next() {
-			var nid int64
-			var blob []byte
-			if err := rows.Scan(&nid, &blob); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("load auth chains: %w", err)
-			}
-			chain, err := decodeNIDs(blob)
-			if err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("auth chain of %d: %w", nid, err)
-			}
-			out[nid] = chain
-			c.put(nid, chain)
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("load auth chains: %w", err)
-		}
-		for _, e := range part {
-			if _, ok := out[e]; !ok {
-				return nil, fmt.Errorf("no auth chain stored for event %d", e)
-			}
+		out[nid] = chain
+		c.put(nid, chain)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load auth chains: %w", err)
+	}
+	for _, e := range missing {
+		if _, ok := out[e]; !ok {
+			return nil, fmt.Errorf("no auth chain stored for event %d", e)
 		}
 	}
 	return out, nil
@@ -210,18 +192,6 @@ func (c *Chains) put(nid int64, chain []int64) {
 	}
 	c.cache[nid] = chain
 	c.size += len(chain) + 1
-}
-
-func placeholders(n int) string {
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('$')
-		b.WriteString(strconv.Itoa(i + 1))
-	}
-	return b.String()
 }
 
 func sortedKeys(set map[int64]struct{}) []int64 {

@@ -79,21 +79,30 @@ func (s *Store) UpdateEvent(ctx context.Context, tx *storage.Tx, e *Event) error
 const eventColumns = `event_nid, event_id, room_nid, event_type, state_key, depth, origin_server_ts, json,
 	state_before_nid, rejected, soft_failed, outlier, stream_pos`
 
+// scanEvent reads one row of eventColumns.
+func scanEvent(rows *sql.Rows) (*Event, error) {
+	e := &Event{}
+	var stateKey sql.NullString
+	var rejected, softFailed, outlier int
+	if err := rows.Scan(&e.NID, &e.EventID, &e.RoomNID, &e.Type, &stateKey, &e.Depth, &e.OriginServerTS, &e.JSON,
+		&e.StateBefore, &rejected, &softFailed, &outlier, &e.StreamPos); err != nil {
+		return nil, err
+	}
+	if stateKey.Valid {
+		e.StateKey = &stateKey.String
+	}
+	e.Rejected, e.SoftFailed, e.Outlier = rejected == 1, softFailed == 1, outlier == 1
+	return e, nil
+}
+
 func scanEvents(rows *sql.Rows) ([]*Event, error) {
 	defer rows.Close()
 	var out []*Event
 	for rows.Next() {
-		e := &Event{}
-		var stateKey sql.NullString
-		var rejected, softFailed, outlier int
-		if err := rows.Scan(&e.NID, &e.EventID, &e.RoomNID, &e.Type, &stateKey, &e.Depth, &e.OriginServerTS, &e.JSON,
-			&e.StateBefore, &rejected, &softFailed, &outlier, &e.StreamPos); err != nil {
+		e, err := scanEvent(rows)
+		if err != nil {
 			return nil, err
 		}
-		if stateKey.Valid {
-			e.StateKey = &stateKey.String
-		}
-		e.Rejected, e.SoftFailed, e.Outlier = rejected == 1, softFailed == 1, outlier == 1
 		out = append(out, e)
 	}
 	return out, rows.Err()
@@ -119,18 +128,16 @@ func (s *Store) EventsByNID(ctx context.Context, q storage.Querier, nids []int64
 
 func (s *Store) eventsIn(ctx context.Context, q storage.Querier, column string, args []any) ([]*Event, error) {
 	var out []*Event
-	for len(args) > 0 {
-		part := args[:min(500, len(args))]
-		args = args[len(part):]
-		rows, err := q.Query(ctx, `SELECT `+eventColumns+` FROM room_events WHERE `+column+` IN (`+placeholders(len(part))+`)`, part...)
+	err := inBatches(ctx, q, `SELECT `+eventColumns+` FROM room_events WHERE `+column+` IN `, args, func(rows *sql.Rows) error {
+		e, err := scanEvent(rows)
 		if err != nil {
-			return nil, fmt.Errorf("load events: %w", err)
+			return err
 		}
-		evs, err := scanEvents(rows)
-		if err != nil {
-			return nil, fmt.Errorf("load events: %w", err)
-		}
-		out = append(out, evs...)
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load events: %w", err)
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package roomstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -11,9 +12,6 @@ import (
 
 // Light lookups: numbers, IDs and flags of events without their JSON, for the input pipeline
 // and state resolution, which need to know what is stored far more often than what it says.
-
-// batchSize keeps each IN list well within both engines' parameter limits.
-const batchSize = 500
 
 // EventNIDs returns the numbers of the stored events among ids; unknown IDs are left out.
 func (s *Store) EventNIDs(ctx context.Context, q storage.Querier, ids []string) (map[string]int64, error) {
@@ -128,30 +126,36 @@ func (s *Store) RoomByNID(ctx context.Context, q storage.Querier, nid int64) (*R
 	return r, nil
 }
 
-// inBatches runs prefix followed by a parenthesised IN list over args in batches, calling scan
-// for each row.
+// inBatches runs prefix followed by an IN list of args (all int64 or all string), calling scan
+// for each row. The list travels as one JSON array parameter rather than one parameter per
+// value, so the statement is the same for every list and both engines reuse its prepared form;
+// lists of thousands cost one round trip.
 func inBatches(ctx context.Context, q storage.Querier, prefix string, args []any, scan func(*sql.Rows) error) error {
-	for len(args) > 0 {
-		part := args[:min(batchSize, len(args))]
-		args = args[len(part):]
-		rows, err := q.Query(ctx, prefix+`(`+placeholders(len(part))+`)`, part...)
-		if err != nil {
-			return err
+	if len(args) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(args)
+	if err != nil {
+		return err
+	}
+	sub := `(SELECT value FROM json_each($1))`
+	if q.Engine() == storage.EnginePostgres {
+		sub = `(SELECT jsonb_array_elements_text($1::jsonb))`
+		if _, isInt := args[0].(int64); isInt {
+			sub = `(SELECT jsonb_array_elements_text($1::jsonb)::bigint)`
 		}
-		for rows.Next() {
-			if err := scan(rows); err != nil {
-				rows.Close()
-				return err
-			}
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		if err := rows.Err(); err != nil {
+	}
+	rows, err := q.Query(ctx, prefix+sub, string(list))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
 			return err
 		}
 	}
-	return nil
+	return rows.Err()
 }
 
 func strArgs(ss []string) []any {

@@ -126,32 +126,20 @@ func (s *Store) StateKeys(ctx context.Context, q storage.Querier, nids []int64) 
 		}
 	}
 	s.mu.RUnlock()
-	for len(missing) > 0 {
-		part := missing[:min(500, len(missing))]
-		missing = missing[len(part):]
-		args := make([]any, len(part))
-		for i, n := range part {
-			args[i] = n
+	err := inBatches(ctx, q, `SELECT state_key_nid, event_type, state_key FROM room_state_keys WHERE state_key_nid IN `, intArgs(missing), func(rows *sql.Rows) error {
+		var n int64
+		var k StateKey
+		if err := rows.Scan(&n, &k.Type, &k.StateKey); err != nil {
+			return err
 		}
-		rows, err := q.Query(ctx, `SELECT state_key_nid, event_type, state_key FROM room_state_keys WHERE state_key_nid IN (`+placeholders(len(part))+`)`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("load state keys: %w", err)
-		}
-		for rows.Next() {
-			var n int64
-			var k StateKey
-			if err := rows.Scan(&n, &k.Type, &k.StateKey); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("load state keys: %w", err)
-			}
-			out[n] = k
-			s.mu.Lock()
-			s.keyNID[k], s.nidKey[n] = n, k
-			s.mu.Unlock()
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("load state keys: %w", err)
-		}
+		out[n] = k
+		s.mu.Lock()
+		s.keyNID[k], s.nidKey[n] = n, k
+		s.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load state keys: %w", err)
 	}
 	return out, nil
 }
