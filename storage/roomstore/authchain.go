@@ -2,7 +2,6 @@ package roomstore
 
 import (
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -134,38 +133,13 @@ func (c *Chains) Difference(ctx context.Context, q storage.Querier, sets [][]int
 	return out, nil
 }
 
-// load returns the chains of events, from the cache or the index.
+// load returns the chains of events, from the cache or the index; every event must have one.
 func (c *Chains) load(ctx context.Context, q storage.Querier, events []int64) (map[int64][]int64, error) {
-	out := make(map[int64][]int64, len(events))
-	var missing []int64
-	c.mu.Lock()
-	for _, e := range events {
-		if ch, ok := c.cache[e]; ok {
-			out[e] = ch
-		} else {
-			missing = append(missing, e)
-		}
-	}
-	c.mu.Unlock()
-	missing = dedupe(missing)
-	err := inBatches(ctx, q, `SELECT event_nid, chain FROM room_auth_chains WHERE event_nid IN `, intArgs(missing), func(rows *sql.Rows) error {
-		var nid int64
-		var blob []byte
-		if err := rows.Scan(&nid, &blob); err != nil {
-			return err
-		}
-		chain, err := decodeNIDs(blob)
-		if err != nil {
-			return fmt.Errorf("auth chain of %d: %w", nid, err)
-		}
-		out[nid] = chain
-		c.put(nid, chain)
-		return nil
-	})
+	out, err := c.Lookup(ctx, q, events)
 	if err != nil {
-		return nil, fmt.Errorf("load auth chains: %w", err)
+		return nil, err
 	}
-	for _, e := range missing {
+	for _, e := range events {
 		if _, ok := out[e]; !ok {
 			return nil, fmt.Errorf("no auth chain stored for event %d", e)
 		}

@@ -2,49 +2,36 @@ package roomstore
 
 import (
 	"context"
+	"strings"
 
 	"github.com/latticehq/lattice/storage"
 )
 
-// migrations create the roomserver's tables.
-var migrations = []storage.Migration{{
+// migrations create the roomserver's tables. One schema text serves both engines: {{ID}} and
+// {{BYTES}} become each engine's auto-numbered key and byte-string type.
+var migrations = dialects([]storage.Migration{{
 	Version: 1,
 	Name:    "state snapshots",
 	// entries: varint-packed (state key, event) pairs; is_base 1 holds the whole state, 0 the
 	// changes against parent_nid. base_size and since_base let the next write decide without a walk.
-	SQLite: `CREATE TABLE room_state_snapshots (
-		snapshot_nid INTEGER PRIMARY KEY AUTOINCREMENT,
+	SQL: `CREATE TABLE room_state_snapshots (
+		snapshot_nid {{ID}},
 		room_nid     BIGINT  NOT NULL,
 		parent_nid   BIGINT  NOT NULL,
 		base_nid     BIGINT  NOT NULL,
 		is_base      INTEGER NOT NULL,
 		base_size    BIGINT  NOT NULL,
 		since_base   BIGINT  NOT NULL,
-		entries      BLOB    NOT NULL
-	)`,
-	Postgres: `CREATE TABLE room_state_snapshots (
-		snapshot_nid BIGSERIAL PRIMARY KEY,
-		room_nid     BIGINT  NOT NULL,
-		parent_nid   BIGINT  NOT NULL,
-		base_nid     BIGINT  NOT NULL,
-		is_base      INTEGER NOT NULL,
-		base_size    BIGINT  NOT NULL,
-		since_base   BIGINT  NOT NULL,
-		entries      BYTEA   NOT NULL
+		entries      {{BYTES}}    NOT NULL
 	)`,
 }, {
 	Version: 2,
 	Name:    "auth chain index",
 	// chain: the sorted, varint-delta-packed numeric IDs of every event in the auth chain.
-	SQLite: `CREATE TABLE room_auth_chains (
+	SQL: `CREATE TABLE room_auth_chains (
 		event_nid BIGINT PRIMARY KEY,
 		room_nid  BIGINT NOT NULL,
-		chain     BLOB   NOT NULL
-	)`,
-	Postgres: `CREATE TABLE room_auth_chains (
-		event_nid BIGINT PRIMARY KEY,
-		room_nid  BIGINT NOT NULL,
-		chain     BYTEA  NOT NULL
+		chain     {{BYTES}}   NOT NULL
 	)`,
 }, {
 	Version: 3,
@@ -52,20 +39,20 @@ var migrations = []storage.Migration{{
 	// Numeric IDs keep snapshots and chains compact. json is the PDU as received or built;
 	// state_before_nid 0 marks an outlier's unknown state; stream_pos 0 marks events never
 	// output (outliers, rejected, soft-failed).
-	SQLite: `CREATE TABLE rooms (
-		room_nid     INTEGER PRIMARY KEY AUTOINCREMENT,
+	SQL: `CREATE TABLE rooms (
+		room_nid     {{ID}},
 		room_id      TEXT    NOT NULL UNIQUE,
 		room_version TEXT    NOT NULL,
 		snapshot_nid BIGINT  NOT NULL
 	);
 	CREATE TABLE room_state_keys (
-		state_key_nid INTEGER PRIMARY KEY AUTOINCREMENT,
+		state_key_nid {{ID}},
 		event_type    TEXT    NOT NULL,
 		state_key     TEXT    NOT NULL,
 		UNIQUE (event_type, state_key)
 	);
 	CREATE TABLE room_events (
-		event_nid        INTEGER PRIMARY KEY AUTOINCREMENT,
+		event_nid        {{ID}},
 		event_id         TEXT    NOT NULL UNIQUE,
 		room_nid         BIGINT  NOT NULL,
 		event_type       TEXT    NOT NULL,
@@ -85,40 +72,17 @@ var migrations = []storage.Migration{{
 		event_nid BIGINT NOT NULL,
 		PRIMARY KEY (room_nid, event_nid)
 	);`,
-	Postgres: `CREATE TABLE rooms (
-		room_nid     BIGSERIAL PRIMARY KEY,
-		room_id      TEXT   NOT NULL UNIQUE,
-		room_version TEXT   NOT NULL,
-		snapshot_nid BIGINT NOT NULL
-	);
-	CREATE TABLE room_state_keys (
-		state_key_nid BIGSERIAL PRIMARY KEY,
-		event_type    TEXT NOT NULL,
-		state_key     TEXT NOT NULL,
-		UNIQUE (event_type, state_key)
-	);
-	CREATE TABLE room_events (
-		event_nid        BIGSERIAL PRIMARY KEY,
-		event_id         TEXT    NOT NULL UNIQUE,
-		room_nid         BIGINT  NOT NULL,
-		event_type       TEXT    NOT NULL,
-		state_key        TEXT,
-		depth            BIGINT  NOT NULL,
-		origin_server_ts BIGINT  NOT NULL,
-		json             TEXT    NOT NULL,
-		state_before_nid BIGINT  NOT NULL,
-		rejected         INTEGER NOT NULL,
-		soft_failed      INTEGER NOT NULL,
-		outlier          INTEGER NOT NULL,
-		stream_pos       BIGINT  NOT NULL
-	);
-	CREATE INDEX room_events_stream ON room_events (stream_pos) WHERE stream_pos > 0;
-	CREATE TABLE room_forward_extremities (
-		room_nid  BIGINT NOT NULL,
-		event_nid BIGINT NOT NULL,
-		PRIMARY KEY (room_nid, event_nid)
-	);`,
-}}
+}})
+
+// dialects turns each migration's schema text into its SQLite and PostgreSQL forms.
+func dialects(ms []storage.Migration) []storage.Migration {
+	for i, m := range ms {
+		sqlite := strings.NewReplacer("{{ID}}", "INTEGER PRIMARY KEY AUTOINCREMENT", "{{BYTES}}", "BLOB")
+		postgres := strings.NewReplacer("{{ID}}", "BIGSERIAL PRIMARY KEY", "{{BYTES}}", "BYTEA")
+		ms[i].SQLite, ms[i].Postgres, ms[i].SQL = sqlite.Replace(m.SQL), postgres.Replace(m.SQL), ""
+	}
+	return ms
+}
 
 // Migrate creates or updates the roomserver's tables.
 func Migrate(ctx context.Context, db *storage.DB) error {
