@@ -98,6 +98,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	httpMetrics := httpapi.NewMetrics(s.metrics)
+	registerCacheMetrics(s.metrics, rooms)
 
 	client := clientapi.New(clientapi.Options{Config: cfg, Users: s.users, Logger: logger})
 	fed := federationapi.New(federationapi.Options{ServerName: cfg.ServerName, SigningKey: key, Version: Version, WellKnownServer: cfg.WellKnown.Server})
@@ -219,6 +220,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
+}
+
+// registerCacheMetrics exports the roomserver's cache sizes and hit counts.
+func registerCacheMetrics(reg prometheus.Registerer, rooms *roomserver.Roomserver) {
+	gauge := func(name, help string, f func(roomserver.CacheStats) float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(rooms.CacheStats()) }))
+	}
+	counter := func(name, help string, f func(roomserver.CacheStats) float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(rooms.CacheStats()) }))
+	}
+	gauge("lattice_roomserver_cached_rooms", "Rooms whose current state is cached.", func(s roomserver.CacheStats) float64 { return float64(s.Rooms) })
+	gauge("lattice_roomserver_cached_state_entries", "State entries of the cached rooms.", func(s roomserver.CacheStats) float64 { return float64(s.StateEntries) })
+	gauge("lattice_roomserver_event_cache_bytes", "Estimated bytes held by the parsed-event cache.", func(s roomserver.CacheStats) float64 { return float64(s.Events.Bytes) })
+	gauge("lattice_roomserver_event_cache_entries", "Events held by the parsed-event cache.", func(s roomserver.CacheStats) float64 { return float64(s.Events.Entries) })
+	gauge("lattice_roomserver_auth_chain_cache_nids", "Event numbers held by the auth-chain cache.", func(s roomserver.CacheStats) float64 { return float64(s.ChainNIDs) })
+	counter("lattice_roomserver_event_cache_hits_total", "Parsed-event cache hits.", func(s roomserver.CacheStats) float64 { return float64(s.Events.Hits) })
+	counter("lattice_roomserver_event_cache_misses_total", "Parsed-event cache misses.", func(s roomserver.CacheStats) float64 { return float64(s.Events.Misses) })
+	counter("lattice_roomserver_event_cache_evictions_total", "Parsed-event cache evictions.", func(s roomserver.CacheStats) float64 { return float64(s.Events.Evictions) })
 }
 
 func openDB(ctx context.Context, cfg *config.Config) (*storage.DB, error) {

@@ -236,6 +236,11 @@ func TestMetrics(t *testing.T) {
 	if status != 200 || !bytes.Contains(body, []byte(`lattice_http_requests_total{code="200",method="GET",route="/_matrix/client/versions"}`)) {
 		t.Errorf("metrics: %d\n%s", status, body)
 	}
+	for _, m := range []string{"lattice_roomserver_cached_rooms", "lattice_roomserver_event_cache_bytes", "lattice_roomserver_event_cache_hits_total", "lattice_roomserver_auth_chain_cache_nids"} {
+		if !bytes.Contains(body, []byte(m)) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
 	// Metrics are not served on the public listener.
 	status, _, _ = do(t, "GET", s.URL+"/metrics", nil)
 	if status != 404 {

@@ -15,6 +15,11 @@ import (
 	"github.com/latticehq/lattice/storage/roomstore"
 )
 
+// maxCachedStateEntries bounds the state entries of all cached rooms together. Cached state
+// keeps its events in memory even when the event cache has let them go, so the bound is on
+// entries, not only on rooms.
+const maxCachedStateEntries = 250_000
+
 // maxCachedRooms bounds how many rooms keep their current state in memory; sending into a
 // cached room reads nothing of its state from the database.
 const maxCachedRooms = 512
@@ -100,16 +105,47 @@ func (r *Roomserver) room(ctx context.Context, roomID id.RoomID) (*roomCache, er
 	return rc, nil
 }
 
+// storeCache caches a room, first dropping others until both bounds hold with it. A room too
+// large for the bound alone is cached anyway: its writer needs it.
 func (r *Roomserver) storeCache(roomID id.RoomID, rc *roomCache) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for k := range r.rooms {
-		if len(r.rooms) < maxCachedRooms {
+	entries := len(rc.state)
+	for _, c := range r.rooms {
+		entries += len(c.state)
+	}
+	for k, c := range r.rooms {
+		if len(r.rooms) < maxCachedRooms && entries <= r.maxStateEntries {
 			break
 		}
+		if k == roomID {
+			continue
+		}
 		delete(r.rooms, k) // any room: a dropped one is reloaded from its snapshot
+		entries -= len(c.state)
 	}
 	r.rooms[roomID] = rc
+}
+
+// CacheStats describes the roomserver's in-memory caches.
+type CacheStats struct {
+	Rooms        int // rooms with their current state cached
+	StateEntries int // state entries of those rooms together
+	Events       EventCacheStats
+	ChainNIDs    int // event numbers held by the auth-chain cache
+}
+
+// CacheStats reports the sizes and use of the roomserver's caches, for /metrics.
+func (r *Roomserver) CacheStats() CacheStats {
+	r.mu.Lock()
+	st := CacheStats{Rooms: len(r.rooms)}
+	for _, c := range r.rooms {
+		st.StateEntries += len(c.state)
+	}
+	r.mu.Unlock()
+	st.Events = r.EventCacheStats()
+	st.ChainNIDs = r.store.Chains.Size()
+	return st
 }
 
 func (r *Roomserver) forget(roomID id.RoomID) {

@@ -100,7 +100,9 @@ type Roomserver struct {
 	locks sync.Map // room ID → *sync.Mutex: one writer per room, rooms in parallel
 
 	mu    sync.Mutex
-	rooms map[id.RoomID]*roomCache // bounded by maxCachedRooms
+	rooms map[id.RoomID]*roomCache // bounded by maxCachedRooms and maxStateEntries
+	// maxStateEntries bounds the state entries of all cached rooms (maxCachedStateEntries).
+	maxStateEntries int
 
 	events   *eventCache
 	versions sync.Map // room NID → id.RoomVersion
@@ -117,7 +119,7 @@ func New(ctx context.Context, db *storage.DB, opts Options) (*Roomserver, error)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Roomserver{opts: opts, db: db, store: store, now: time.Now, rooms: map[id.RoomID]*roomCache{},
+	return &Roomserver{opts: opts, db: db, store: store, now: time.Now, rooms: map[id.RoomID]*roomCache{}, maxStateEntries: maxCachedStateEntries,
 		events: newEventCache(opts.EventCacheBytes)}, nil
 }
 

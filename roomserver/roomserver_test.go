@@ -155,3 +155,40 @@ func BenchmarkSendMessage(b *testing.B) {
 	slices.Sort(durations)
 	b.ReportMetric(float64(durations[len(durations)/2].Microseconds())/1000, "median-ms")
 }
+
+// TestRoomCacheBounded fills the room cache past its bound on state entries: rooms are dropped
+// and come back from storage unchanged.
+func TestRoomCacheBounded(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		key := federation.GenerateSigningKey()
+		rs := newRoomserver(t, db, key, notifier.New())
+		rs.maxStateEntries = 15
+		alice := id.UserID("@alice:example.test")
+		var rooms []id.RoomID
+		for range 4 {
+			r, err := rs.CreateRoom(ctx, CreateRoomRequest{Creator: alice, Preset: PresetPublicChat})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rooms = append(rooms, r)
+		}
+		for _, r := range rooms {
+			st, err := rs.CurrentState(ctx, r)
+			if err != nil || len(st) != 6 {
+				t.Fatalf("state of %s: %d entries, %v", r, len(st), err)
+			}
+			if cs := rs.CacheStats(); cs.StateEntries > 15 || cs.Rooms > 2 {
+				t.Errorf("cache over its bound: %+v", cs)
+			}
+		}
+		for _, r := range rooms {
+			if _, err := rs.Send(ctx, r, message(alice, "still here")); err != nil {
+				t.Fatalf("send into %s after eviction: %v", r, err)
+			}
+		}
+		if cs := rs.CacheStats(); cs.Events.Entries == 0 || cs.ChainNIDs == 0 {
+			t.Errorf("cache stats: %+v", cs)
+		}
+	})
+}

@@ -33,6 +33,13 @@ func NewChains(maxNIDs int) *Chains {
 	return &Chains{cache: map[int64][]int64{}, maxSize: maxNIDs}
 }
 
+// Size returns how many event numbers the cache holds, for metrics.
+func (c *Chains) Size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size
+}
+
 // Add stores the auth chain of a new state event from the chains of its auth events. It runs in
 // the event's writing transaction.
 func (c *Chains) Add(ctx context.Context, tx *storage.Tx, roomNID, eventNID int64, authEvents []int64) error {
