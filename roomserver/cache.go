@@ -105,26 +105,32 @@ func (r *Roomserver) room(ctx context.Context, roomID id.RoomID) (*roomCache, er
 	return rc, nil
 }
 
-// storeCache caches a room, first dropping others until both bounds hold with it. A room too
-// large for the bound alone is cached anyway: its writer needs it.
+// storeCache caches a room, dropping others until the bounds hold with it.
 func (r *Roomserver) storeCache(roomID id.RoomID, rc *roomCache) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	entries := len(rc.state)
+	r.rooms[roomID] = rc
+	r.trimLocked(roomID)
+}
+
+// trimLocked drops cached rooms other than keep until the rooms and their state entries fit the
+// bounds; keep stays even if it alone is over them, as its writer needs it. It runs whenever a
+// room is loaded or its cached state grows, never per message. The caller holds r.mu.
+func (r *Roomserver) trimLocked(keep id.RoomID) {
+	entries := 0
 	for _, c := range r.rooms {
 		entries += len(c.state)
 	}
 	for k, c := range r.rooms {
-		if len(r.rooms) < maxCachedRooms && entries <= r.maxStateEntries {
-			break
+		if len(r.rooms) <= maxCachedRooms && entries <= r.maxStateEntries {
+			return
 		}
-		if k == roomID {
+		if k == keep {
 			continue
 		}
 		delete(r.rooms, k) // any room: a dropped one is reloaded from its snapshot
 		entries -= len(c.state)
 	}
-	r.rooms[roomID] = rc
 }
 
 // CacheStats describes the roomserver's in-memory caches.
@@ -175,6 +181,7 @@ func (r *Roomserver) applyToCache(roomID id.RoomID, version id.RoomVersion, rec 
 		if ev.Type() == "m.room.power_levels" || ev.Type() == "m.room.create" {
 			rc.pl = nil
 		}
+		r.trimLocked(roomID)
 	}
 	prev := ev.PrevEventIDs()
 	rc.extremities = slices.DeleteFunc(slices.Clone(rc.extremities), func(e *pdu.Event) bool { return slices.Contains(prev, e.EventID()) })

@@ -418,6 +418,7 @@ func (r *Roomserver) setCachedState(ctx context.Context, rc *roomCache, ev *pdu.
 		}
 	}
 	rc.snapshot = snap
+	r.trimLocked(roomID)
 	prev := ev.PrevEventIDs()
 	rc.extremities = slices.DeleteFunc(slices.Clone(rc.extremities), func(e *pdu.Event) bool { return slices.Contains(prev, e.EventID()) })
 	rc.extremities = append(rc.extremities, ev)
