@@ -112,8 +112,8 @@ func checkTokenLimits(uses *int, expiry *int64) error {
 	return nil
 }
 
-func (a *API) getToken(w http.ResponseWriter, r *http.Request, _ *userapi.Device) error {
-	t, err := a.users.GetRegistrationToken(r.Context(), httpapi.Vars(r)["token"])
+// answerToken answers with a token, or 404 when the token does not exist.
+func answerToken(w http.ResponseWriter, t *userapi.RegistrationToken, err error) error {
 	if errors.Is(err, userapi.ErrNotFound) {
 		return httpapi.NotFound("No such registration token")
 	} else if err != nil {
@@ -121,6 +121,11 @@ func (a *API) getToken(w http.ResponseWriter, r *http.Request, _ *userapi.Device
 	}
 	httpapi.WriteJSON(w, http.StatusOK, tokenJSON(t))
 	return nil
+}
+
+func (a *API) getToken(w http.ResponseWriter, r *http.Request, _ *userapi.Device) error {
+	t, err := a.users.GetRegistrationToken(r.Context(), httpapi.Vars(r)["token"])
+	return answerToken(w, t, err)
 }
 
 func (a *API) updateToken(w http.ResponseWriter, r *http.Request, _ *userapi.Device) error {
@@ -157,13 +162,7 @@ func (a *API) updateToken(w http.ResponseWriter, r *http.Request, _ *userapi.Dev
 		return err
 	}
 	t, err := a.users.UpdateRegistrationToken(r.Context(), httpapi.Vars(r)["token"], uses, expiry)
-	if errors.Is(err, userapi.ErrNotFound) {
-		return httpapi.NotFound("No such registration token")
-	} else if err != nil {
-		return err
-	}
-	httpapi.WriteJSON(w, http.StatusOK, tokenJSON(t))
-	return nil
+	return answerToken(w, t, err)
 }
 
 func (a *API) deleteToken(w http.ResponseWriter, r *http.Request, _ *userapi.Device) error {

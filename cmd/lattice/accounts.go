@@ -66,6 +66,14 @@ type account struct {
 	close     func() error
 }
 
+// parseAndOpen parses the command's flags, then opens as open does.
+func (f accountFlags) parseAndOpen(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(string) string) (*account, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	return f.open(ctx, getenv)
+}
+
 // open loads the config, resolves --username and opens the user component.
 func (f accountFlags) open(ctx context.Context, getenv func(string) string) (*account, error) {
 	if *f.username == "" {
@@ -102,11 +110,8 @@ func createAccount(args []string, stdin io.Reader, stdout, stderr io.Writer, get
 	fs := newFlags("create-account", stderr)
 	f := newAccountFlags(fs)
 	admin := fs.Bool("admin", false, "make the account a server admin")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
 	ctx := context.Background()
-	a, err := f.open(ctx, getenv)
+	a, err := f.parseAndOpen(ctx, fs, args, getenv)
 	if err != nil {
 		return err
 	}
@@ -133,11 +138,8 @@ func resetPassword(args []string, stdin io.Reader, stdout, stderr io.Writer, get
 	fs := newFlags("reset-password", stderr)
 	f := newAccountFlags(fs)
 	keep := fs.Bool("keep-devices", false, "keep the account's devices logged in")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
 	ctx := context.Background()
-	a, err := f.open(ctx, getenv)
+	a, err := f.parseAndOpen(ctx, fs, args, getenv)
 	if err != nil {
 		return err
 	}
