@@ -100,7 +100,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	httpMetrics := httpapi.NewMetrics(s.metrics)
 	registerCacheMetrics(s.metrics, rooms)
 
-	client := clientapi.New(clientapi.Options{Config: cfg, Users: s.users, Logger: logger})
+	client := clientapi.New(clientapi.Options{Config: cfg, Users: s.users, Rooms: rooms, Logger: logger})
 	fed := federationapi.New(federationapi.Options{ServerName: cfg.ServerName, SigningKey: key, Version: Version, WellKnownServer: cfg.WellKnown.Server})
 	for _, lc := range cfg.Listeners {
 		r := httpapi.NewRouter()

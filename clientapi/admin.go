@@ -96,7 +96,7 @@ func (a *API) sharedSecretRegister(w http.ResponseWriter, r *http.Request) error
 	if secret == "" {
 		return httpapi.NewError(http.StatusBadRequest, "M_UNKNOWN", "Shared secret registration is not enabled")
 	}
-	if err := limit(a.registerLimit, clientIP(r)); err != nil {
+	if err := limit(a.registerLimit, userapi.ClientIP(r)); err != nil {
 		return err
 	}
 	var req struct {

@@ -11,6 +11,7 @@ import (
 	"github.com/latticehq/lattice/internal/config"
 	"github.com/latticehq/lattice/internal/httpapi"
 	"github.com/latticehq/lattice/internal/ratelimit"
+	"github.com/latticehq/lattice/roomserver"
 	"github.com/latticehq/lattice/userapi"
 )
 
@@ -22,6 +23,7 @@ var supportedVersions = []string{}
 type Options struct {
 	Config *config.Config
 	Users  userapi.API
+	Rooms  roomserver.API
 	Logger *slog.Logger
 }
 
@@ -29,11 +31,13 @@ type Options struct {
 type API struct {
 	cfg   *config.Config
 	users userapi.API
+	rooms roomserver.API
 	log   *slog.Logger
 
 	loginIPLimit   *ratelimit.Limiter // login attempts per client IP
 	loginUserLimit *ratelimit.Limiter // login attempts per account
 	registerLimit  *ratelimit.Limiter // registrations per client IP
+	messageLimit   *ratelimit.Limiter // events sent per user
 	nonces         nonces             // of shared-secret registration
 }
 
@@ -41,10 +45,11 @@ type API struct {
 func New(opts Options) *API {
 	rl := opts.Config.RateLimits
 	return &API{
-		cfg: opts.Config, users: opts.Users, log: opts.Logger,
+		cfg: opts.Config, users: opts.Users, rooms: opts.Rooms, log: opts.Logger,
 		loginIPLimit:   ratelimit.New(rl.Login.PerSecond, rl.Login.Burst, rl.Enabled),
 		loginUserLimit: ratelimit.New(rl.Login.PerSecond, rl.Login.Burst, rl.Enabled),
 		registerLimit:  ratelimit.New(rl.Register.PerSecond, rl.Register.Burst, rl.Enabled),
+		messageLimit:   ratelimit.New(rl.Message.PerSecond, rl.Message.Burst, rl.Enabled),
 	}
 }
 
@@ -54,6 +59,7 @@ func (a *API) Register(r *mux.Router) {
 	r.Handle("/.well-known/matrix/client", httpapi.HandlerFunc(a.wellKnown)).Methods(http.MethodGet)
 	a.registerAccountRoutes(r)
 	a.registerUserDataRoutes(r)
+	a.registerRoomRoutes(r)
 }
 
 // handle registers h at path under both /_matrix/client/r0 and /_matrix/client/v3, as older

@@ -54,7 +54,7 @@ type loginRequest struct {
 
 // login answers POST /login (client-server API, "POST /_matrix/client/v3/login").
 func (a *API) login(w http.ResponseWriter, r *http.Request) error {
-	if err := limit(a.loginIPLimit, clientIP(r)); err != nil {
+	if err := limit(a.loginIPLimit, userapi.ClientIP(r)); err != nil {
 		return err
 	}
 	var req loginRequest
@@ -115,7 +115,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 func (a *API) answerLogin(w http.ResponseWriter, r *http.Request, userID id.UserID, deviceID id.DeviceID, name string, refresh bool) error {
 	dev, tokens, err := a.users.CreateDevice(r.Context(), userapi.NewDevice{
 		UserID: userID, DeviceID: deviceID, DisplayName: name,
-		IP: clientIP(r), UserAgent: r.UserAgent(), WithRefresh: refresh,
+		IP: userapi.ClientIP(r), UserAgent: r.UserAgent(), WithRefresh: refresh,
 	})
 	if err != nil {
 		return err

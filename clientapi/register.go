@@ -64,7 +64,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	if st == nil {
 		return err
 	}
-	if err := limit(a.registerLimit, clientIP(r)); err != nil {
+	if err := limit(a.registerLimit, userapi.ClientIP(r)); err != nil {
 		return err
 	}
 	if st.RegistrationToken != "" {
@@ -97,7 +97,7 @@ func (a *API) registerGuest(w http.ResponseWriter, r *http.Request, displayName 
 	if !a.cfg.Registration.Guests {
 		return httpapi.Forbidden("Guest access is disabled on this server")
 	}
-	if err := limit(a.registerLimit, clientIP(r)); err != nil {
+	if err := limit(a.registerLimit, userapi.ClientIP(r)); err != nil {
 		return err
 	}
 	for range 5 {
@@ -127,7 +127,7 @@ func (a *API) registerAvailable(w http.ResponseWriter, r *http.Request) error {
 
 // tokenValidity answers GET /register/m.login.registration_token/validity (spec v1.2).
 func (a *API) tokenValidity(w http.ResponseWriter, r *http.Request) error {
-	if err := limit(a.registerLimit, clientIP(r)); err != nil {
+	if err := limit(a.registerLimit, userapi.ClientIP(r)); err != nil {
 		return err
 	}
 	token := r.URL.Query().Get("token")

@@ -51,7 +51,13 @@ type CreateRoomRequest struct {
 	PowerLevelOverride json.RawMessage
 	// CreatorProfile is the creator's displayname and avatar_url for their join event.
 	CreatorDisplayName, CreatorAvatarURL string
+	// BeforeInitialState, if set, runs once the create event is stored and before the rest: the
+	// room's alias must exist before m.room.canonical_alias names it.
+	BeforeInitialState func(roomID id.RoomID) error
 }
+
+// ErrBadRequest is returned for a room creation request whose options cannot make a room.
+var ErrBadRequest = errors.New("roomserver: bad request")
 
 // InitialEvents returns the new room's first events, all sent by the creator, in the order of
 // POST /createRoom (client-server API, "Creation"): create, the creator's join, power levels,

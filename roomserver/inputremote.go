@@ -68,7 +68,7 @@ func (r *Roomserver) inputRemote(ctx context.Context, ev *pdu.Event, supplied []
 		if err := checkNewRoom(ev); err != nil {
 			return err
 		}
-		return r.commit(ctx, ev.RoomID(), ev.Version(), ev, true)
+		return r.commit(ctx, ev.RoomID(), ev.Version(), ev, true, nil)
 	}
 	rc, err := r.room(ctx, ev.RoomID())
 	if err != nil {
@@ -179,6 +179,11 @@ func (r *Roomserver) inputRemote(ctx context.Context, ev *pdu.Event, supplied []
 			}
 			if currentSnap != rc.snapshot {
 				if err := r.store.SetCurrentState(ctx, tx, room.NID, currentSnap); err != nil {
+					return err
+				}
+			}
+			if ev.StateKey() != nil && current.state[key] == nums.event {
+				if err := r.recordLocalMembership(ctx, tx, room.NID, rec.NID, ev); err != nil {
 					return err
 				}
 			}

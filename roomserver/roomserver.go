@@ -40,6 +40,23 @@ type Template struct {
 	Sender   id.UserID
 	Content  json.RawMessage
 	Redacts  id.EventID
+	// Txn is the sending device's transaction ID; a second Send with the same one in the same
+	// room returns the first event instead of sending another.
+	Txn *Txn
+}
+
+// Txn names a client's request to send an event (client-server API, "Transaction identifiers").
+type Txn struct {
+	DeviceID id.DeviceID
+	TxnID    string
+}
+
+// OutputEvent is one event of the output stream.
+type OutputEvent struct {
+	Pos   int64
+	Event *pdu.Event
+	// Txn is set when a local device sent the event with a transaction ID, for its sync.
+	Txn *Txn
 }
 
 // API is what the roomserver offers the rest of Lattice.
@@ -76,6 +93,38 @@ type API interface {
 	AuthChain(ctx context.Context, eventIDs []id.EventID) ([]*pdu.Event, error)
 	// MissingEvents walks prev_events back from latest to earliest (/get_missing_events).
 	MissingEvents(ctx context.Context, roomID id.RoomID, earliest, latest []id.EventID, limit int) ([]*pdu.Event, error)
+
+	// Output returns up to limit events of the output stream after position from, in order.
+	Output(ctx context.Context, from int64, limit int) ([]OutputEvent, error)
+	// OutputPosition is the output stream's latest position.
+	OutputPosition(ctx context.Context) (int64, error)
+
+	// CreateAlias makes a local alias point to a room (ErrAliasTaken if it points anywhere).
+	CreateAlias(ctx context.Context, a Alias) error
+	// ResolveAlias returns what a local alias points to (ErrAliasNotFound).
+	ResolveAlias(ctx context.Context, alias id.RoomAlias) (Alias, error)
+	// DeleteAlias removes a local alias (ErrAliasNotFound).
+	DeleteAlias(ctx context.Context, alias id.RoomAlias) error
+	// RoomAliases returns the local aliases of a room.
+	RoomAliases(ctx context.Context, roomID id.RoomID) ([]id.RoomAlias, error)
+	// ReportEvent stores a user's report of an event.
+	ReportEvent(ctx context.Context, rep Report) error
+	// JoinAuthoriser returns, for a restricted room the user may join, a local member who can
+	// authorise the join (join_authorised_via_users_server); "" when the room is not restricted
+	// or the user needs no authorisation; ErrNotAllowed when the user meets no allow condition.
+	JoinAuthoriser(ctx context.Context, roomID id.RoomID, user id.UserID) (id.UserID, error)
+	// RoomsOf returns the rooms where a local user's current membership is membership.
+	RoomsOf(ctx context.Context, user id.UserID, membership string) ([]id.RoomID, error)
+	// StateAtPosition returns the room's state after its last output event at or before pos.
+	StateAtPosition(ctx context.Context, roomID id.RoomID, pos int64) (map[auth.StateKey]*pdu.Event, error)
+	// StreamPosition returns an event's output-stream position, 0 if it was never output.
+	StreamPosition(ctx context.Context, eventID id.EventID) (int64, error)
+	// SetPublished adds a room to the public room directory or takes it off.
+	SetPublished(ctx context.Context, roomID id.RoomID, published bool) error
+	// Published reports whether a room is in the public room directory.
+	Published(ctx context.Context, roomID id.RoomID) (bool, error)
+	// PublishedRooms returns the rooms of the public room directory.
+	PublishedRooms(ctx context.Context) ([]id.RoomID, error)
 }
 
 // Options configures the roomserver.
@@ -134,10 +183,13 @@ func (r *Roomserver) lock(roomID id.RoomID) func() {
 // CreateRoom creates a room from a createRoom request (client-server API, "Creation").
 func (r *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (id.RoomID, error) {
 	version, events, err := InitialEvents(req)
-	if err != nil {
+	if errors.Is(err, ErrUnsupportedVersion) {
 		return "", err
+	} else if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	// The create event comes first: for v12 it names the room.
+	// Every event is built and checked against the state the earlier ones make before any is
+	// stored, so a request the auth rules refuse leaves no half-made room behind.
 	createTmpl := Template{Type: events[0].Type, StateKey: ptr(""), Sender: req.Creator, Content: events[0].Content}
 	var roomID id.RoomID
 	if !version.RoomIDIsCreateEventID() {
@@ -145,21 +197,45 @@ func (r *Roomserver) CreateRoom(ctx context.Context, req CreateRoomRequest) (id.
 	}
 	create, err := r.build(ctx, version, roomID, createTmpl, nil, nil, 1)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	roomID = create.RoomID()
+	state := stateMap{}
+	built := []*pdu.Event{create}
+	for i, se := range events {
+		ev := create
+		if i > 0 {
+			t := Template{Type: se.Type, StateKey: ptr(se.StateKey), Sender: req.Creator, Content: se.Content}
+			var authIDs []id.EventID
+			for _, k := range auth.Selection(&templateEvent{t: t, roomID: roomID, version: version}) {
+				if a := state[k]; a != nil {
+					authIDs = append(authIDs, a.EventID())
+				}
+			}
+			last := built[len(built)-1]
+			if ev, err = r.build(ctx, version, roomID, t, []id.EventID{last.EventID()}, authIDs, last.Depth()+1); err != nil {
+				return "", fmt.Errorf("%w: initial %s event: %w", ErrBadRequest, se.Type, err)
+			}
+			built = append(built, ev)
+		}
+		if err := auth.Check(ev, state); err != nil {
+			return "", fmt.Errorf("%w: initial %s event: %v", ErrNotAllowed, se.Type, err)
+		}
+		state[auth.StateKey{Type: ev.Type(), StateKey: *ev.StateKey()}] = ev
+	}
 	unlock := r.lock(roomID)
 	defer unlock()
-	if err := auth.Check(create, stateMap{}); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrNotAllowed, err)
-	}
-	if err := r.commit(ctx, roomID, version, create, true); err != nil {
+	if err := r.commit(ctx, roomID, version, create, true, nil); err != nil {
 		return "", err
 	}
-	for _, ev := range events[1:] {
-		t := Template{Type: ev.Type, StateKey: ptr(ev.StateKey), Sender: req.Creator, Content: ev.Content}
-		if _, err := r.sendLocked(ctx, roomID, t); err != nil {
-			return "", fmt.Errorf("initial %s event: %w", ev.Type, err)
+	if req.BeforeInitialState != nil {
+		if err := req.BeforeInitialState(roomID); err != nil {
+			return "", err
+		}
+	}
+	for _, ev := range built[1:] {
+		if err := r.commit(ctx, roomID, version, ev, false, nil); err != nil {
+			return "", fmt.Errorf("initial %s event: %w", ev.Type(), err)
 		}
 	}
 	return roomID, nil
@@ -176,6 +252,22 @@ func (r *Roomserver) sendLocked(ctx context.Context, roomID id.RoomID, t Templat
 	rc, err := r.room(ctx, roomID)
 	if err != nil {
 		return nil, err
+	}
+	var txn *roomstore.Txn
+	if t.Txn != nil {
+		txn = &roomstore.Txn{UserID: string(t.Sender), DeviceID: string(t.Txn.DeviceID), TxnID: t.Txn.TxnID}
+		// Under the room's lock, so a retry racing the first request waits for it.
+		nid, err := r.store.TxnEvent(ctx, r.db, rc.nid, *txn)
+		if err != nil {
+			return nil, err
+		}
+		if nid != 0 {
+			evs, err := r.eventsByNID(ctx, []int64{nid})
+			if err != nil {
+				return nil, err
+			}
+			return evs[nid], nil
+		}
 	}
 	// prev_events: the forward extremities, newest first, at most maxPrevEvents.
 	prev := rc.extremities
@@ -204,7 +296,7 @@ func (r *Roomserver) sendLocked(ctx context.Context, roomID id.RoomID, t Templat
 	if err := auth.Check(ev, rc.view()); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotAllowed, err)
 	}
-	if err := r.commit(ctx, roomID, rc.version, ev, false); err != nil {
+	if err := r.commit(ctx, roomID, rc.version, ev, false, txn); err != nil {
 		return nil, err
 	}
 	return ev, nil
@@ -219,7 +311,7 @@ func (r *Roomserver) build(ctx context.Context, version id.RoomVersion, roomID i
 
 // commit stores a new event of a room with its state, auth chain, extremities and output
 // position in one transaction, then updates the caches and wakes the room's waiters.
-func (r *Roomserver) commit(ctx context.Context, roomID id.RoomID, version id.RoomVersion, ev *pdu.Event, newRoom bool) error {
+func (r *Roomserver) commit(ctx context.Context, roomID id.RoomID, version id.RoomVersion, ev *pdu.Event, newRoom bool, txn *roomstore.Txn) error {
 	var rc *roomCache
 	if !newRoom {
 		var err error
@@ -249,6 +341,14 @@ func (r *Roomserver) commit(ctx context.Context, roomID id.RoomID, version id.Ro
 			return err
 		}
 		if _, err := r.store.InsertEvent(ctx, tx, rec); err != nil {
+			return err
+		}
+		if txn != nil {
+			if err := r.store.InsertTxn(ctx, tx, roomNID, rec.NID, *txn); err != nil {
+				return err
+			}
+		}
+		if err := r.recordLocalMembership(ctx, tx, roomNID, rec.NID, ev); err != nil {
 			return err
 		}
 		snapshot = rec.StateBefore
@@ -322,4 +422,35 @@ func randomID() string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Output returns up to limit events of the output stream after position from, in order.
+func (r *Roomserver) Output(ctx context.Context, from int64, limit int) ([]OutputEvent, error) {
+	recs, err := r.store.Output(ctx, r.db, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]OutputEvent, len(recs))
+	for i, rec := range recs {
+		ev, ok := r.events.byNumber(rec.NID)
+		if !ok {
+			v, err := r.versionOf(ctx, r.db, rec.RoomNID)
+			if err != nil {
+				return nil, err
+			}
+			if ev, err = pdu.Parse(v, rec.JSON); err != nil {
+				return nil, fmt.Errorf("stored event %s: %w", rec.EventID, err)
+			}
+		}
+		out[i] = OutputEvent{Pos: rec.StreamPos, Event: ev}
+		if rec.Txn != nil {
+			out[i].Txn = &Txn{DeviceID: id.DeviceID(rec.Txn.DeviceID), TxnID: rec.Txn.TxnID}
+		}
+	}
+	return out, nil
+}
+
+// OutputPosition is the output stream's latest position, 0 before the first event.
+func (r *Roomserver) OutputPosition(ctx context.Context) (int64, error) {
+	return r.store.OutputPosition(ctx)
 }

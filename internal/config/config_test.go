@@ -24,7 +24,7 @@ func TestGenerateRoundTrip(t *testing.T) {
 	full.Log = Log{Level: "debug", Format: "json"}
 	full.Registration = Registration{Open: Off, Guests: true, SharedSecret: NewSharedSecret(), BcryptCost: 10,
 		AccessTokenLifetime: 5 * time.Minute, RefreshTokenLifetime: 720 * time.Hour, LoginTokenLifetime: time.Minute}
-	full.RateLimits = RateLimits{Enabled: false, Login: Rate{PerSecond: 1.5, Burst: 2}, Register: Rate{PerSecond: 0.01, Burst: 1}}
+	full.RateLimits = RateLimits{Enabled: false, Login: Rate{PerSecond: 1.5, Burst: 2}, Register: Rate{PerSecond: 0.01, Burst: 1}, Message: Rate{PerSecond: 3, Burst: 7}}
 	weird := Default("localhost")
 	weird.Dir = "/x"
 	weird.SigningKey = `odd "name": #1.key`

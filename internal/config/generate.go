@@ -104,6 +104,8 @@ rate_limits:
   login: {per_second: {{.RateLimits.Login.PerSecond}}, burst: {{.RateLimits.Login.Burst}}}
   # Registrations per IP address. Default: per_second 0.2, burst 5
   register: {per_second: {{.RateLimits.Register.PerSecond}}, burst: {{.RateLimits.Register.Burst}}}
+  # Events each user sends (messages, state, redactions). Default: per_second 10, burst 50
+  message: {per_second: {{.RateLimits.Message.PerSecond}}, burst: {{.RateLimits.Message.Burst}}}
 
 log:
   # One of debug, info, warn, error. Default: info

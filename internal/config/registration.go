@@ -25,6 +25,7 @@ type RateLimits struct {
 	Enabled  bool `yaml:"enabled"`
 	Login    Rate `yaml:"login"`
 	Register Rate `yaml:"register"`
+	Message  Rate `yaml:"message"`
 }
 
 // Rate is one token bucket: PerSecond tokens refill each second, up to Burst.
@@ -87,6 +88,7 @@ func defaultRateLimits() RateLimits {
 		Enabled:  true,
 		Login:    Rate{PerSecond: 0.2, Burst: 5},
 		Register: Rate{PerSecond: 0.2, Burst: 5},
+		Message:  Rate{PerSecond: 10, Burst: 50},
 	}
 }
 
@@ -116,7 +118,7 @@ func (r *Registration) validate() error {
 }
 
 func (r *RateLimits) validate() error {
-	for name, rate := range map[string]Rate{"login": r.Login, "register": r.Register} {
+	for name, rate := range map[string]Rate{"login": r.Login, "register": r.Register, "message": r.Message} {
 		if rate.PerSecond <= 0 {
 			return keyErr("rate_limits."+name+".per_second", "must be above 0")
 		}

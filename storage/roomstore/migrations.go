@@ -72,6 +72,49 @@ var migrations = dialects([]storage.Migration{{
 		event_nid BIGINT NOT NULL,
 		PRIMARY KEY (room_nid, event_nid)
 	);`,
+}, {
+	Version: 4,
+	Name:    "client transaction IDs",
+	// A client's transaction ID names one event per device and room (client-server API,
+	// "Transaction identifiers"), kept so that retries, even after a restart, are idempotent.
+	SQL: `CREATE TABLE room_transactions (
+		user_id   TEXT   NOT NULL,
+		device_id TEXT   NOT NULL,
+		room_nid  BIGINT NOT NULL,
+		txn_id    TEXT   NOT NULL,
+		event_nid BIGINT NOT NULL UNIQUE,
+		PRIMARY KEY (user_id, device_id, room_nid, txn_id)
+	)`,
+}, {
+	Version: 5,
+	Name:    "aliases, room directory, local memberships, reports",
+	// room_local_memberships: the current membership of this server's users, per room.
+	SQL: `CREATE TABLE room_aliases (
+		alias      TEXT NOT NULL PRIMARY KEY,
+		room_id    TEXT NOT NULL,
+		creator_id TEXT NOT NULL
+	);
+	CREATE INDEX room_aliases_room ON room_aliases (room_id);
+	CREATE INDEX room_events_room_stream ON room_events (room_nid, stream_pos) WHERE stream_pos > 0;
+	CREATE TABLE room_directory (
+		room_id TEXT NOT NULL PRIMARY KEY
+	);
+	CREATE TABLE room_local_memberships (
+		user_id    TEXT   NOT NULL,
+		room_nid   BIGINT NOT NULL,
+		membership TEXT   NOT NULL,
+		event_nid  BIGINT NOT NULL,
+		PRIMARY KEY (user_id, room_nid)
+	);
+	CREATE TABLE room_reports (
+		report_nid {{ID}},
+		room_id    TEXT   NOT NULL,
+		event_id   TEXT   NOT NULL,
+		user_id    TEXT   NOT NULL,
+		reason     TEXT,
+		score      BIGINT,
+		received_ts BIGINT NOT NULL
+	);`,
 }})
 
 // dialects turns each migration's schema text into its SQLite and PostgreSQL forms.
