@@ -222,7 +222,7 @@ func (r *Roomserver) inputRemote(ctx context.Context, ev *pdu.Event, supplied []
 		r.setCachedState(ctx, rc, ev, finalNums, oldCurrent, current, currentSnap)
 	}
 	if r.opts.Notifier != nil {
-		r.opts.Notifier.Notify(roomstore.StreamOutput, rec.StreamPos, RoomKey(ev.RoomID()))
+		r.opts.Notifier.Notify(roomstore.StreamOutput, rec.StreamPos, RoomKey(ev.RoomID()), OutputKey)
 	}
 	return nil
 }

@@ -33,6 +33,10 @@ var (
 // RoomKey is the notifier key for what happens in one room.
 func RoomKey(r id.RoomID) string { return "room:" + string(r) }
 
+// OutputKey is the notifier key woken for every event of the output stream, under the stream
+// name roomstore.StreamOutput: the key consumers of the whole stream wait on.
+const OutputKey = "roomserver:output"
+
 // Template is a new local event before the roomserver places it in the room.
 type Template struct {
 	Type     string
@@ -388,7 +392,7 @@ func (r *Roomserver) commit(ctx context.Context, roomID id.RoomID, version id.Ro
 	r.events.put(rec.NID, ev)
 	r.applyToCache(roomID, version, rec, snapshot, ev)
 	if r.opts.Notifier != nil {
-		r.opts.Notifier.Notify(roomstore.StreamOutput, rec.StreamPos, RoomKey(roomID))
+		r.opts.Notifier.Notify(roomstore.StreamOutput, rec.StreamPos, RoomKey(roomID), OutputKey)
 	}
 	return nil
 }
