@@ -30,6 +30,7 @@ import (
 	"github.com/latticehq/lattice/internal/notifier"
 	"github.com/latticehq/lattice/roomserver"
 	"github.com/latticehq/lattice/storage"
+	"github.com/latticehq/lattice/syncapi"
 	"github.com/latticehq/lattice/userapi"
 )
 
@@ -46,6 +47,7 @@ type Server struct {
 	metrics  *prometheus.Registry
 	users    *userapi.Users
 	rooms    *roomserver.Roomserver
+	sync     *syncapi.API
 
 	listeners []*listener
 	started   bool
@@ -86,6 +88,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		db.Close()
 		return nil, err
 	}
+	syncAPI, err := syncapi.New(ctx, syncapi.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, Logger: logger})
+	if err != nil {
+		users.Close()
+		db.Close()
+		return nil, err
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      logger,
@@ -93,6 +101,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		notifier: nf,
 		users:    users,
 		rooms:    rooms,
+		sync:     syncAPI,
 		key:      key,
 		metrics:  prometheus.NewRegistry(),
 	}
@@ -106,6 +115,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		r := httpapi.NewRouter()
 		if slices.Contains(lc.Resources, config.ResourceClient) {
 			client.Register(r)
+			syncAPI.Register(r)
 			r.Handle("/", http.HandlerFunc(s.landing)).Methods(http.MethodGet, http.MethodHead)
 		}
 		if slices.Contains(lc.Resources, config.ResourceFederation) {
@@ -155,6 +165,7 @@ func (s *Server) Start() error {
 		}
 		l.ln = ln
 	}
+	s.sync.Start()
 	for _, l := range s.listeners {
 		go func() {
 			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -216,6 +227,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			wg.Go(func() { errs[i] = l.srv.Shutdown(ctx) })
 		}
 		wg.Wait()
+		s.sync.Close()
 		errs = append(errs, s.users.Close(), s.db.Close())
 		s.closeErr = errors.Join(errs...)
 	})

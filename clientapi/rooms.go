@@ -12,6 +12,7 @@ import (
 
 	"github.com/latticehq/lattice/internal/httpapi"
 	"github.com/latticehq/lattice/roomserver"
+	"github.com/latticehq/lattice/roomserver/auth"
 	"github.com/latticehq/lattice/roomserver/pdu"
 	"github.com/latticehq/lattice/userapi"
 )
@@ -128,6 +129,9 @@ func (a *API) sendMessage(w http.ResponseWriter, r *http.Request, dev *userapi.D
 			return httpapi.BadJSON("A redaction needs content.redacts")
 		}
 		t.Redacts = c.Redacts
+		if err := a.checkRedaction(r.Context(), roomID, dev.UserID, c.Redacts); err != nil {
+			return err
+		}
 	}
 	ev, err := a.sendLimited(r.Context(), dev, roomID, t)
 	if err != nil {
@@ -247,6 +251,9 @@ func (a *API) redact(w http.ResponseWriter, r *http.Request, dev *userapi.Device
 	if err := httpapi.ReadJSON(r, &body); err != nil {
 		return err
 	}
+	if err := a.checkRedaction(r.Context(), roomID, dev.UserID, target); err != nil {
+		return err
+	}
 	content := map[string]any{}
 	if body.Reason != nil {
 		content["reason"] = *body.Reason
@@ -265,6 +272,31 @@ func (a *API) redact(w http.ResponseWriter, r *http.Request, dev *userapi.Device
 		return err
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]id.EventID{"event_id": ev.EventID()})
+	return nil
+}
+
+// checkRedaction lets users redact their own events, and others' only with the power level
+// the room sets for redactions (client-server API, "Redactions"); the auth rules of room
+// versions 3 and later leave this to the sending server.
+func (a *API) checkRedaction(ctx context.Context, roomID id.RoomID, user id.UserID, target id.EventID) error {
+	ev, err := a.rooms.Event(ctx, target)
+	if err != nil {
+		return err
+	}
+	if ev == nil || ev.RoomID() != roomID {
+		return httpapi.NotFound("Unknown event %s", target)
+	}
+	if ev.Sender() == user {
+		return nil
+	}
+	state, err := a.rooms.CurrentState(ctx, roomID)
+	if err != nil {
+		return roomError(err)
+	}
+	pl := auth.LoadPowerLevels(roomserver.StateOf(state))
+	if pl.User(user) < pl.Redact() {
+		return httpapi.Forbidden("You may not redact other users' events")
+	}
 	return nil
 }
 
@@ -313,14 +345,5 @@ func (a *API) membership(ctx context.Context, roomID id.RoomID, user id.UserID) 
 	return memberOf(ev), nil
 }
 
-// memberOf is content.membership of a member event, "leave" for none.
-func memberOf(ev *pdu.Event) string {
-	if ev == nil {
-		return "leave"
-	}
-	var c struct {
-		Membership string `json:"membership"`
-	}
-	json.Unmarshal(ev.Content(), &c)
-	return c.Membership
-}
+// memberOf is the membership a member event sets, "leave" for none.
+func memberOf(ev *pdu.Event) string { return roomserver.MembershipOf(ev) }

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +32,8 @@ type Server struct {
 	Config *config.Config
 	// URL is the base URL of its client API.
 	URL string
+
+	logs *testLog
 }
 
 // Option changes the configuration of a server before it starts.
@@ -81,24 +84,46 @@ func Start(t testing.TB, opts ...Option) *Server {
 
 	logs := &testLog{t: t}
 	t.Cleanup(logs.stop) // registered first, so it runs after the server has stopped
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := lattice.New(ctx, cfg, lattice.NewLogger(cfg.Log, logs))
-	if err != nil {
-		t.Fatalf("start lattice: %v", err)
-	}
-	if err := s.Start(); err != nil {
-		s.Shutdown(ctx)
-		t.Fatalf("start lattice: %v", err)
-	}
+	srv := &Server{Config: cfg, logs: logs}
+	srv.Server = srv.boot(t)
+	srv.URL = srv.Server.URL(config.ResourceClient)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
+		if err := srv.Server.Shutdown(ctx); err != nil {
 			t.Errorf("shut down lattice: %v", err)
 		}
 	})
-	return &Server{Server: s, Config: cfg, URL: s.URL(config.ResourceClient)}
+	return srv
+}
+
+// boot builds and starts a server from the test's config.
+func (s *Server) boot(t testing.TB) *lattice.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ls, err := lattice.New(ctx, s.Config, lattice.NewLogger(s.Config.Log, s.logs))
+	if err != nil {
+		t.Fatalf("start lattice: %v", err)
+	}
+	if err := ls.Start(); err != nil {
+		ls.Shutdown(ctx)
+		t.Fatalf("start lattice: %v", err)
+	}
+	return ls
+}
+
+// Restart stops the server gracefully and starts it again on the same address and data, as
+// an operator restarting it would; clients keep working with their tokens.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Server.Shutdown(ctx); err != nil {
+		t.Fatalf("shut down lattice: %v", err)
+	}
+	s.Config.Listeners[0].Address = strings.TrimPrefix(s.URL, "http://")
+	s.Server = s.boot(t)
 }
 
 // Client returns a mautrix client for the server that is not logged in.

@@ -121,3 +121,14 @@ func (r *Roomserver) StreamPosition(ctx context.Context, eventID id.EventID) (in
 	}
 	return hs[0].StreamPos, nil
 }
+
+// StateOf lets the auth rules' readers (power levels, join rules, membership) read a state map.
+func StateOf(m map[auth.StateKey]*pdu.Event) auth.State { return stateMap(m) }
+
+// MembershipOf returns the membership a member event sets ("leave" for nil).
+func MembershipOf(ev *pdu.Event) string {
+	if ev == nil || ev.StateKey() == nil {
+		return "leave"
+	}
+	return auth.Membership(memberState{ev}, id.UserID(*ev.StateKey()))
+}

@@ -1,0 +1,171 @@
+// Package syncapi serves what clients read of rooms: /messages, /context, single events and
+// relations, from its own copy of the timelines that it keeps by consuming the roomserver's
+// output stream (design principle 2). /sync joins it in a later step.
+package syncapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/latticehq/lattice/internal/httpapi"
+	"github.com/latticehq/lattice/internal/notifier"
+	"github.com/latticehq/lattice/roomserver"
+	"github.com/latticehq/lattice/storage"
+	"github.com/latticehq/lattice/storage/roomstore"
+	"github.com/latticehq/lattice/storage/syncstore"
+	"github.com/latticehq/lattice/userapi"
+)
+
+// Options configures the sync component.
+type Options struct {
+	DB       *storage.DB
+	Rooms    roomserver.API
+	Users    userapi.API
+	Notifier *notifier.Notifier
+	Logger   *slog.Logger
+}
+
+// API is the sync component.
+type API struct {
+	rooms roomserver.API
+	users userapi.API
+	nf    *notifier.Notifier
+	log   *slog.Logger
+	store *syncstore.Store
+	db    *storage.DB
+
+	consumeMu sync.Mutex // one catch-up at a time
+	vis       visibilityCache
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// New opens the sync component's storage.
+func New(ctx context.Context, opts Options) (*API, error) {
+	store, err := syncstore.Open(ctx, opts.DB)
+	if err != nil {
+		return nil, fmt.Errorf("syncapi: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &API{rooms: opts.Rooms, users: opts.Users, nf: opts.Notifier, log: opts.Logger, store: store, db: opts.DB,
+		vis: visibilityCache{m: map[string]string{}}}, nil
+}
+
+// Start runs the consumer of the roomserver's output stream until Close.
+func (a *API) Start() {
+	a.stop, a.done = make(chan struct{}), make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-a.stop
+		cancel()
+	}()
+	go func() {
+		defer close(a.done)
+		for {
+			pos, err := a.catchUp(ctx)
+			if err != nil && ctx.Err() == nil {
+				a.log.Error("sync consumer", "error", err)
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if a.nf == nil {
+				return
+			}
+			if err := a.nf.Wait(ctx, map[string]int64{roomstore.StreamOutput: pos}, roomserver.OutputKey); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// Close stops the consumer.
+func (a *API) Close() {
+	if a.stop != nil {
+		close(a.stop)
+		<-a.done
+		a.stop = nil
+	}
+}
+
+// Register adds the sync component's client routes.
+func (a *API) Register(r *mux.Router) {
+	handle := func(path string, h http.Handler, methods ...string) {
+		r.Handle("/_matrix/client/{version:(?:r0|v3)}"+path, h).Methods(methods...)
+	}
+	handle("/rooms/{roomId}/messages", a.authed(a.messages, true), http.MethodGet)
+	handle("/rooms/{roomId}/context/{eventId}", a.authed(a.context, true), http.MethodGet)
+	handle("/rooms/{roomId}/event/{eventId}", a.authed(a.event, true), http.MethodGet)
+	handle("/rooms/{roomId}/forget", a.authed(a.forget, false), http.MethodPost)
+	r.Handle("/_matrix/client/v1/rooms/{roomId}/relations/{eventId}", a.authed(a.relations, true)).Methods(http.MethodGet)
+	r.Handle("/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}", a.authed(a.relations, true)).Methods(http.MethodGet)
+	r.Handle("/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", a.authed(a.relations, true)).Methods(http.MethodGet)
+	r.Handle("/_matrix/client/v1/rooms/{roomId}/threads", a.authed(a.threads, true)).Methods(http.MethodGet)
+	r.Handle("/_matrix/client/v1/rooms/{roomId}/timestamp_to_event", a.authed(a.timestampToEvent, true)).Methods(http.MethodGet)
+}
+
+// authedFunc is a handler for an authenticated device.
+type authedFunc func(w http.ResponseWriter, r *http.Request, dev *userapi.Device) error
+
+func (a *API) authed(h authedFunc, guests bool) http.Handler {
+	return httpapi.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		dev, err := userapi.Authenticate(r, a.users, guests)
+		if err != nil {
+			return err
+		}
+		return h(w, r, dev)
+	})
+}
+
+// consumerName is the sync timeline's cursor on the output stream.
+const consumerName = "timeline"
+
+// outputBatch is how many output events one transaction consumes.
+const outputBatch = 200
+
+// catchUp consumes the output stream up to its position at the time of the call, so that a
+// reader sees everything answered before it asked, and returns the position reached.
+func (a *API) catchUp(ctx context.Context) (int64, error) {
+	a.consumeMu.Lock()
+	defer a.consumeMu.Unlock()
+	target, err := a.rooms.OutputPosition(ctx)
+	if err != nil {
+		return 0, err
+	}
+	pos, err := a.store.Cursor(ctx, a.db, consumerName)
+	if err != nil {
+		return 0, err
+	}
+	for pos < target {
+		evs, err := a.rooms.Output(ctx, pos, outputBatch)
+		if err != nil {
+			return pos, err
+		}
+		if len(evs) == 0 {
+			break
+		}
+		if err := a.consume(ctx, evs); err != nil {
+			return pos, err
+		}
+		pos = evs[len(evs)-1].Pos
+	}
+	return pos, nil
+}
+
+// errStop ends a consumer loop on shutdown.
+var errStop = errors.New("syncapi: stopped")
