@@ -2,6 +2,7 @@ package clientapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/latticehq/lattice/internal/httpapi"
+	"github.com/latticehq/lattice/roomserver"
 	"github.com/latticehq/lattice/userapi"
 )
 
@@ -196,9 +198,9 @@ func (a *API) setProfileField(w http.ResponseWriter, r *http.Request, dev *usera
 	case err != nil:
 		return err
 	}
-	// displayname and avatar_url changes are to be copied into the user's m.room.member events
-	// and presence ("Events on Change of Profile Information"); that comes with the rooms
-	// component.
+	if err := a.propagateProfile(r.Context(), dev, key); err != nil {
+		return err
+	}
 	writeEmpty(w)
 	return nil
 }
@@ -261,7 +263,37 @@ func (a *API) deleteProfileField(w http.ResponseWriter, r *http.Request, dev *us
 	if err := a.users.DeleteProfileField(r.Context(), dev.UserID, key); err != nil && !errors.Is(err, userapi.ErrNotFound) {
 		return err
 	}
-	// As for setProfileField: member events pick up the change once rooms exist.
+	if err := a.propagateProfile(r.Context(), dev, key); err != nil {
+		return err
+	}
 	writeEmpty(w)
+	return nil
+}
+
+// propagateProfile copies a displayname or avatar_url change into the user's member event in
+// every room they are joined to (client-server API, "Events on Change of Profile
+// Information"). A room that refuses the event is logged and skipped: the profile itself has
+// changed.
+func (a *API) propagateProfile(ctx context.Context, dev *userapi.Device, key string) error {
+	if key != profileDisplayName && key != profileAvatarURL {
+		return nil
+	}
+	rooms, err := a.rooms.RoomsOf(ctx, dev.UserID, "join")
+	if err != nil {
+		return err
+	}
+	content, err := a.memberContent(ctx, dev.UserID, "join", nil, nil)
+	if err != nil {
+		return err
+	}
+	sk := string(dev.UserID)
+	for _, roomID := range rooms {
+		// Not under the send rate limit: one profile change is one request, whatever the
+		// number of rooms.
+		_, err := a.rooms.Send(ctx, roomID, roomserver.Template{Type: "m.room.member", StateKey: &sk, Sender: dev.UserID, Content: content})
+		if err != nil && a.log != nil {
+			a.log.Warn("profile change not sent to room", "room_id", roomID, "user_id", dev.UserID, "error", err)
+		}
+	}
 	return nil
 }

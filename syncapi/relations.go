@@ -49,9 +49,12 @@ func aggregate(e *syncstore.Event, rels []*syncstore.Event, v *viewer) string {
 			latestThread = r
 			participated = participated || r.Sender == v.user
 		case "m.replace":
-			// Valid replacements come from the original sender with the original type
-			// (client-server API, "Validity of replacement events").
-			if r.Sender == e.Sender && r.Type == e.Type && (e.StateKey == nil) {
+			// Valid replacements come from the original sender with the original type, for
+			// neither a state event nor an edit (client-server API, "Validity of replacement
+			// events"); the most recent by origin_server_ts, then event ID, wins.
+			if r.Sender == e.Sender && r.Type == e.Type && e.StateKey == nil && r.StateKey == nil && e.RelType != "m.replace" &&
+				hasNewContent(r) && (latestEdit == nil || r.OriginServerTS > latestEdit.OriginServerTS ||
+				(r.OriginServerTS == latestEdit.OriginServerTS && r.EventID > latestEdit.EventID)) {
 				latestEdit = r
 			}
 		}
@@ -63,8 +66,8 @@ func aggregate(e *syncstore.Event, rels []*syncstore.Event, v *viewer) string {
 			`,"current_user_participated":`+strconv.FormatBool(participated)+`}`)
 	}
 	if latestEdit != nil {
-		b, _ := json.Marshal(map[string]any{"event_id": latestEdit.EventID, "origin_server_ts": latestEdit.OriginServerTS, "sender": latestEdit.Sender})
-		parts = append(parts, `"m.replace":`+string(b))
+		// The whole replacement event, formatted as normal (changed in v1.7).
+		parts = append(parts, `"m.replace":`+string(render(latestEdit, v.user, "", time.Now().UnixMilli(), "")))
 	}
 	if len(parts) == 0 {
 		return ""
@@ -356,4 +359,18 @@ func (a *API) renderAggregated(ctx context.Context, evs []*syncstore.Event, dev 
 		out[i] = render(e, string(dev.UserID), string(dev.DeviceID), now, extra)
 	}
 	return out, nil
+}
+
+// hasNewContent reports whether a replacement carries m.new_content; encrypted replacements
+// carry it inside their ciphertext, so they count.
+func hasNewContent(r *syncstore.Event) bool {
+	if r.Type == "m.room.encrypted" {
+		return true
+	}
+	var ev struct {
+		Content struct {
+			NewContent json.RawMessage `json:"m.new_content"`
+		} `json:"content"`
+	}
+	return json.Unmarshal(r.JSON, &ev) == nil && len(ev.Content.NewContent) > 0 && ev.Content.NewContent[0] == '{'
 }
