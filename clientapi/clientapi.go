@@ -60,6 +60,9 @@ func (a *API) Register(r *mux.Router) {
 	a.registerAccountRoutes(r)
 	a.registerUserDataRoutes(r)
 	a.registerRoomRoutes(r)
+	a.registerDirectoryRoutes(r)
+	a.registerHierarchyRoutes(r)
+	a.registerUpgradeRoutes(r)
 }
 
 // handle registers h at path under both /_matrix/client/r0 and /_matrix/client/v3, as older
