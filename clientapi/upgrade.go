@@ -32,12 +32,6 @@ func (a *API) registerUpgradeRoutes(r *mux.Router) {
 var upgradeCopied = []string{"m.room.server_acl", "m.room.encryption", "m.room.name", "m.room.avatar", "m.room.topic",
 	"m.room.guest_access", "m.room.history_visibility", "m.room.join_rules", "m.space.child"}
 
-// latestEventer is the roomserver call that names a room's newest event (the predecessor's
-// event_id of the new room's m.room.create).
-type latestEventer interface {
-	LatestEvent(ctx context.Context, roomID id.RoomID) (id.EventID, error)
-}
-
 // upgradeRoom answers POST /rooms/{roomId}/upgrade, following the steps of the module's "Server
 // behaviour": check the power to send m.room.tombstone, create the new room with a predecessor
 // and the old type, copy the transferable state, move local aliases (and the canonical alias and
@@ -129,14 +123,12 @@ func (s eventState) Get(typ, stateKey string) auth.Event {
 // upgrader's interim power level is lowered.
 func (a *API) createReplacement(ctx context.Context, user id.UserID, oldID id.RoomID, old eventState, version id.RoomVersion, extraCreators []id.UserID) (newID id.RoomID, moved []id.RoomAlias, err error) {
 	predecessor := map[string]any{"room_id": oldID}
-	if le, ok := a.rooms.(latestEventer); ok {
-		latest, err := le.LatestEvent(ctx, oldID)
-		if err != nil {
-			return "", nil, roomError(err)
-		}
-		if latest != "" {
-			predecessor["event_id"] = latest
-		}
+	latest, err := a.rooms.LatestEvent(ctx, oldID)
+	if err != nil {
+		return "", nil, roomError(err)
+	}
+	if latest != "" {
+		predecessor["event_id"] = latest
 	}
 	creation := map[string]any{"predecessor": predecessor}
 	if create := old[auth.StateKey{Type: "m.room.create"}]; create != nil {

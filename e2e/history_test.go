@@ -12,8 +12,8 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// sendText sends a text message and returns its event ID.
-func sendText(t *testing.T, c *mautrix.Client, roomID id.RoomID, body string) id.EventID {
+// sendBody sends a text message and returns its event ID.
+func sendBody(t *testing.T, c *mautrix.Client, roomID id.RoomID, body string) id.EventID {
 	t.Helper()
 	resp, err := c.SendText(context.Background(), roomID, body)
 	if err != nil {
@@ -44,7 +44,7 @@ func TestMessagesPaging(t *testing.T) {
 	alice := s.NewUser(t, "alice")
 	roomID := createRoom(t, alice, &mautrix.ReqCreateRoom{})
 	for i := range 25 {
-		sendText(t, alice, roomID, fmt.Sprint("m", i))
+		sendBody(t, alice, roomID, fmt.Sprint("m", i))
 	}
 	var got []string
 	from := ""
@@ -94,19 +94,19 @@ func TestHistoryVisibility(t *testing.T) {
 			roomID := createRoom(t, alice, &mautrix.ReqCreateRoom{InitialState: []*event.Event{{
 				Type: event.StateHistoryVisibility, StateKey: ptr(""), Content: event.Content{Raw: map[string]any{"history_visibility": vis}},
 			}}})
-			sendText(t, alice, roomID, "before invite")
+			sendBody(t, alice, roomID, "before invite")
 			if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
 				t.Fatal(err)
 			}
-			sendText(t, alice, roomID, "while invited")
+			sendBody(t, alice, roomID, "while invited")
 			if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
 				t.Fatal(err)
 			}
-			sendText(t, alice, roomID, "while joined")
+			sendBody(t, alice, roomID, "while joined")
 			if _, err := bob.LeaveRoom(ctx, roomID); err != nil {
 				t.Fatal(err)
 			}
-			sendText(t, alice, roomID, "after leaving")
+			sendBody(t, alice, roomID, "after leaving")
 			resp, err := bob.Messages(ctx, roomID, "", "", mautrix.DirectionForward, nil, 100)
 			if err != nil {
 				t.Fatal(err)
@@ -121,7 +121,7 @@ func TestHistoryVisibility(t *testing.T) {
 				t.Fatalf("bob sees %v, want %v", got, want)
 			}
 			// A single event follows the same rules.
-			after := sendText(t, alice, roomID, "later")
+			after := sendBody(t, alice, roomID, "later")
 			_, err = bob.GetEvent(ctx, roomID, after)
 			if vis == "world_readable" {
 				if err != nil {
@@ -146,7 +146,7 @@ func TestRedactionServed(t *testing.T) {
 	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
 		t.Fatal(err)
 	}
-	msg := sendText(t, alice, roomID, "secret")
+	msg := sendBody(t, alice, roomID, "secret")
 	_, err := bob.RedactEvent(ctx, roomID, msg)
 	wantErrCode(t, err, http.StatusForbidden, "M_FORBIDDEN")
 	red, err := alice.RedactEvent(ctx, roomID, msg, mautrix.ReqRedact{Reason: "oops"})
@@ -171,7 +171,7 @@ func TestRelationsAndThreads(t *testing.T) {
 	ctx := context.Background()
 	alice := s.NewUser(t, "alice")
 	roomID := createRoom(t, alice, &mautrix.ReqCreateRoom{})
-	root := sendText(t, alice, roomID, "root")
+	root := sendBody(t, alice, roomID, "root")
 	for i := range 3 {
 		content := map[string]any{"msgtype": "m.text", "body": fmt.Sprint("reply ", i),
 			"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}}
@@ -254,4 +254,47 @@ func TestTxnIdempotentAcrossRestart(t *testing.T) {
 	if got := bodies(resp.Chunk); len(got) != 1 {
 		t.Fatalf("messages after restart: %v", got)
 	}
+}
+
+// TestMessagesFilters applies RoomEventFilter fields to /messages.
+func TestMessagesFilters(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	alice, bob := s.NewUser(t, "alice"), s.NewUser(t, "bob")
+	roomID := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	sendBody(t, alice, roomID, "from alice")
+	sendBody(t, bob, roomID, "from bob")
+	if _, err := bob.SendMessageEvent(ctx, roomID, event.EventMessage, map[string]any{"msgtype": "m.image", "body": "pic", "url": "mxc://localhost/abc"}); err != nil {
+		t.Fatal(err)
+	}
+	get := func(f *mautrix.FilterPart) *mautrix.RespMessages {
+		t.Helper()
+		resp, err := alice.Messages(ctx, roomID, "", "", mautrix.DirectionBackward, f, 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if got := bodies(get(&mautrix.FilterPart{Senders: []id.UserID{bob.UserID}, Types: []event.Type{event.EventMessage}}).Chunk); fmt.Sprint(got) != "[pic from bob]" {
+		t.Fatalf("senders: %v", got)
+	}
+	yes := true
+	if got := bodies(get(&mautrix.FilterPart{ContainsURL: &yes}).Chunk); fmt.Sprint(got) != "[pic]" {
+		t.Fatalf("contains_url: %v", got)
+	}
+	resp := get(&mautrix.FilterPart{NotTypes: []event.Type{{Type: "m.room.*"}}})
+	if len(resp.Chunk) != 0 {
+		t.Fatalf("not_types m.room.*: %d events", len(resp.Chunk))
+	}
+	resp = get(&mautrix.FilterPart{Types: []event.Type{event.EventMessage}, LazyLoadMembers: true})
+	if len(resp.State) != 2 {
+		t.Fatalf("lazy-loaded members: %d", len(resp.State))
+	}
+	_, err := alice.MakeRequest(ctx, http.MethodGet, alice.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "rooms", roomID, "messages"}, map[string]string{"dir": "x"}), nil, nil)
+	wantErrCode(t, err, http.StatusBadRequest, "M_INVALID_PARAM")
+	_, err = alice.MakeRequest(ctx, http.MethodGet, alice.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "rooms", roomID, "messages"}, map[string]string{"dir": "b", "filter": "{"}), nil, nil)
+	wantErrCode(t, err, http.StatusBadRequest, "M_INVALID_PARAM")
 }

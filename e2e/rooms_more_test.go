@@ -160,7 +160,7 @@ func TestMembersAndReads(t *testing.T) {
 	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
 		t.Fatal(err)
 	}
-	msg := sendText(t, alice, roomID, "hello")
+	msg := sendBody(t, alice, roomID, "hello")
 	page, err := alice.Messages(ctx, roomID, "", "", mautrix.DirectionBackward, nil, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func TestMembersAndReads(t *testing.T) {
 		t.Fatalf("joined members: %v %v", jm, err)
 	}
 
-	sendText(t, bob, roomID, "after")
+	sendBody(t, bob, roomID, "after")
 	cx, err := carol.Context(ctx, roomID, msg, nil, 4)
 	if err != nil || cx.Event.ID != msg || len(cx.EventsAfter) == 0 || cx.End == "" {
 		t.Fatalf("context: %+v %v", cx, err)

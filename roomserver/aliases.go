@@ -27,7 +27,10 @@ type Alias struct {
 
 // CreateAlias makes a local alias point to a room this server knows.
 func (r *Roomserver) CreateAlias(ctx context.Context, a Alias) error {
-	if _, err := r.RoomVersion(ctx, a.RoomID); err != nil {
+	// The store, not the room cache: CreateRoom calls this holding the new room's lock.
+	if _, err := r.store.Room(ctx, r.db, string(a.RoomID)); errors.Is(err, roomstore.ErrNotFound) {
+		return fmt.Errorf("%w: %s", ErrRoomNotFound, a.RoomID)
+	} else if err != nil {
 		return err
 	}
 	err := r.db.WithTx(ctx, func(tx *storage.Tx) error {

@@ -123,6 +123,8 @@ type API interface {
 	StateAtPosition(ctx context.Context, roomID id.RoomID, pos int64) (map[auth.StateKey]*pdu.Event, error)
 	// StreamPosition returns an event's output-stream position, 0 if it was never output.
 	StreamPosition(ctx context.Context, eventID id.EventID) (int64, error)
+	// LatestEvent returns the ID of the room's newest event (its deepest forward extremity).
+	LatestEvent(ctx context.Context, roomID id.RoomID) (id.EventID, error)
 	// SetPublished adds a room to the public room directory or takes it off.
 	SetPublished(ctx context.Context, roomID id.RoomID, published bool) error
 	// Published reports whether a room is in the public room directory.

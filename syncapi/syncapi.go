@@ -63,14 +63,15 @@ func New(ctx context.Context, opts Options) (*API, error) {
 
 // Start runs the consumer of the roomserver's output stream until Close.
 func (a *API) Start() {
-	a.stop, a.done = make(chan struct{}), make(chan struct{})
+	stop, done := make(chan struct{}), make(chan struct{})
+	a.stop, a.done = stop, done
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		<-a.stop
+		<-stop
 		cancel()
 	}()
 	go func() {
-		defer close(a.done)
+		defer close(done)
 		for {
 			pos, err := a.catchUp(ctx)
 			if err != nil && ctx.Err() == nil {
