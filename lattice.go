@@ -31,6 +31,7 @@ import (
 	"github.com/latticehq/lattice/roomserver"
 	"github.com/latticehq/lattice/storage"
 	"github.com/latticehq/lattice/syncapi"
+	"github.com/latticehq/lattice/syncapi/search"
 	"github.com/latticehq/lattice/userapi"
 )
 
@@ -47,6 +48,7 @@ type Server struct {
 	metrics  *prometheus.Registry
 	users    *userapi.Users
 	rooms    *roomserver.Roomserver
+	search   *search.Search
 	sync     *syncapi.API
 
 	listeners []*listener
@@ -94,6 +96,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		db.Close()
 		return nil, err
 	}
+	srch, err := search.New(ctx, search.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, ServerName: cfg.ServerName,
+		SearchAllUsers: cfg.UserDir.SearchAllUsers, Logger: logger})
+	if err != nil {
+		syncAPI.Close()
+		users.Close()
+		db.Close()
+		return nil, err
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      logger,
@@ -101,6 +111,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		notifier: nf,
 		users:    users,
 		rooms:    rooms,
+		search:   srch,
 		sync:     syncAPI,
 		key:      key,
 		metrics:  prometheus.NewRegistry(),
@@ -115,6 +126,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		r := httpapi.NewRouter()
 		if slices.Contains(lc.Resources, config.ResourceClient) {
 			client.Register(r)
+			srch.Register(r)
 			syncAPI.Register(r)
 			r.Handle("/", http.HandlerFunc(s.landing)).Methods(http.MethodGet, http.MethodHead)
 		}
@@ -147,6 +159,7 @@ func (s *Server) Start() error {
 		return errors.New("server already started")
 	}
 	s.started = true
+	s.search.Start()
 	for _, l := range s.listeners {
 		ln, err := net.Listen("tcp", l.cfg.Address)
 		if err != nil {
@@ -228,7 +241,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		wg.Wait()
 		s.sync.Close()
-		errs = append(errs, s.users.Close(), s.db.Close())
+		errs = append(errs, s.search.Close(), s.users.Close(), s.db.Close())
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr

@@ -33,6 +33,7 @@ type Config struct {
 	WellKnown    WellKnown    `yaml:"well_known"`
 	Registration Registration `yaml:"registration"`
 	RateLimits   RateLimits   `yaml:"rate_limits"`
+	UserDir      UserDir      `yaml:"user_directory"`
 	Log          Log          `yaml:"log"`
 
 	// Dir is the folder relative paths are resolved against: the config file's folder.
@@ -66,6 +67,11 @@ type Metrics struct {
 type WellKnown struct {
 	ClientBaseURL string `yaml:"client_base_url"`
 	Server        string `yaml:"server"`
+}
+
+// UserDir configures the user directory (POST /user_directory/search).
+type UserDir struct {
+	SearchAllUsers bool `yaml:"search_all_users"`
 }
 
 // Log configures logging.

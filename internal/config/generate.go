@@ -107,6 +107,11 @@ rate_limits:
   # Events each user sends (messages, state, redactions). Default: per_second 10, burst 50
   message: {per_second: {{.RateLimits.Message.PerSecond}}, burst: {{.RateLimits.Message.Burst}}}
 
+user_directory:
+  # Let the user directory find every local user, not only those who share a room with the
+  # searcher or are in a public room. Default: false
+  search_all_users: {{.UserDir.SearchAllUsers}}
+
 log:
   # One of debug, info, warn, error. Default: info
   level: {{q .Log.Level}}
