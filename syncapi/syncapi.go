@@ -5,7 +5,6 @@ package syncapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -167,6 +166,3 @@ func (a *API) catchUp(ctx context.Context) (int64, error) {
 	}
 	return pos, nil
 }
-
-// errStop ends a consumer loop on shutdown.
-var errStop = errors.New("syncapi: stopped")

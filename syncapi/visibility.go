@@ -24,13 +24,11 @@ func (a *API) viewerOf(ctx context.Context, roomID, user string) (*viewer, error
 	return &viewer{user: user, hist: hist}, nil
 }
 
-// membershipAt is the user's membership when e was sent: before it, except that the user's own
-// member event is judged with the membership it sets, so users see their own joins and leaves.
+// membershipAt is the user's membership just before e was sent.
 func (v *viewer) membershipAt(e *syncstore.Event) string {
-	own := e.Type == "m.room.member" && e.StateKey != nil && *e.StateKey == v.user
 	m := "leave"
 	for _, h := range v.hist {
-		if h.Pos > e.Pos || (h.Pos == e.Pos && !own) {
+		if h.Pos >= e.Pos {
 			break
 		}
 		m = h.Membership
@@ -41,7 +39,9 @@ func (v *viewer) membershipAt(e *syncstore.Event) string {
 // canSee carries out the spec's algorithm: world_readable, or joined at the event, or shared
 // history and joined at some point since, or invited at the event when history is invited.
 func (v *viewer) canSee(e *syncstore.Event) bool {
-	if e.Visibility == "world_readable" {
+	// Events that set the user's own membership always concern them: without their leave,
+	// kick or ban a client could not tell why the room went away.
+	if e.Visibility == "world_readable" || (e.Type == "m.room.member" && e.StateKey != nil && *e.StateKey == v.user) {
 		return true
 	}
 	m := v.membershipAt(e)
@@ -59,14 +59,6 @@ func (v *viewer) canSee(e *syncstore.Event) bool {
 		return m == "invite"
 	}
 	return false
-}
-
-// current is the user's membership now.
-func (v *viewer) current() string {
-	if len(v.hist) == 0 {
-		return "leave"
-	}
-	return v.hist[len(v.hist)-1].Membership
 }
 
 // everMember reports whether the user was ever joined or invited.

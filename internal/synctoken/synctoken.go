@@ -58,8 +58,9 @@ func ParseStream(tok string) (Stream, error) {
 }
 
 // Topo is a point between two events of a room's history, ordered by (depth, stream
-// position): /messages pages backwards from it through events before it and forwards through
-// events after it.
+// position): the point just after the event at (Depth, Stream). /messages pages backwards from
+// it through that event and those before it, forwards through the events after it; the point
+// just before an event is (its depth, its stream position - 1).
 type Topo struct {
 	Depth  int64
 	Stream int64

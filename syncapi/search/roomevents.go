@@ -296,7 +296,9 @@ func (s *Search) context(ctx context.Context, p *plan, m searchstore.Match, ev *
 	if err := load(nextH, &c.EventsAfter, &last); err != nil {
 		return nil, err
 	}
-	c.Start, c.End = first.String(), last.String()
+	// A token is the point just after its event (synctoken.Topo): start sits before the
+	// earliest event, so paging back from it does not repeat that event.
+	c.Start, c.End = synctoken.Topo{Depth: first.Depth, Stream: first.Stream - 1}.String(), last.String()
 	if p.context.profile {
 		c.ProfileInfo = map[id.UserID]profile{}
 		for _, u := range senders {
