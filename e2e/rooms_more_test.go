@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -231,6 +232,20 @@ func TestMembersAndReads(t *testing.T) {
 	wantErrCode(t, err, http.StatusBadRequest, "M_BAD_JSON")
 	_, err = alice.MakeRequest(ctx, http.MethodPut, alice.BuildClientURL("v3", "rooms", "not-a-room", "send", "m.room.message", "t2"), map[string]any{}, nil)
 	wantErrCode(t, err, http.StatusBadRequest, "M_INVALID_PARAM")
+	big := map[string]any{"msgtype": "m.text", "body": strings.Repeat("x", 70_000)}
+	_, err = alice.MakeRequest(ctx, http.MethodPut, alice.BuildClientURL("v3", "rooms", roomID, "send", "m.room.message", "t3"), big, nil)
+	wantErrCode(t, err, http.StatusRequestEntityTooLarge, "M_TOO_LARGE")
+	var full struct {
+		EventID id.EventID `json:"event_id"`
+		Type    string     `json:"type"`
+	}
+	if _, err := alice.MakeRequest(ctx, http.MethodGet, alice.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "rooms", roomID, "state", "m.room.topic", ""},
+		map[string]string{"format": "event"}), nil, &full); err != nil || full.EventID != first.EventID || full.Type != "m.room.topic" {
+		t.Fatalf("state with format=event: %+v %v", full, err)
+	}
+	var noState any
+	_, err = alice.MakeRequest(ctx, http.MethodGet, alice.BuildClientURL("v3", "rooms", roomID, "state", "m.room.tombstone", ""), nil, &noState)
+	wantErrCode(t, err, http.StatusNotFound, "M_NOT_FOUND")
 }
 
 // TestGuestsAndForget checks guest access to rooms and forgetting a room.
