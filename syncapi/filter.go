@@ -2,8 +2,8 @@ package syncapi
 
 import (
 	"encoding/json"
-	"strings"
 
+	"github.com/latticehq/lattice/internal/eventfilter"
 	"github.com/latticehq/lattice/internal/httpapi"
 	"github.com/latticehq/lattice/storage/syncstore"
 )
@@ -37,37 +37,6 @@ func parseFilter(s string) (*roomEventFilter, error) {
 	return f, nil
 }
 
-// matchType reports whether typ matches one of the patterns, where * matches any characters
-// and nothing else is special (client-server API, "Filtering": types).
-func matchType(patterns []string, typ string) bool {
-	for _, p := range patterns {
-		if glob(p, typ) {
-			return true
-		}
-	}
-	return false
-}
-
-// glob matches s against a pattern whose only wildcard is *.
-func glob(pattern, s string) bool {
-	parts := strings.Split(pattern, "*")
-	if len(parts) == 1 {
-		return pattern == s
-	}
-	if !strings.HasPrefix(s, parts[0]) {
-		return false
-	}
-	s = s[len(parts[0]):]
-	for _, mid := range parts[1 : len(parts)-1] {
-		i := strings.Index(s, mid)
-		if i < 0 {
-			return false
-		}
-		s = s[i+len(mid):]
-	}
-	return strings.HasSuffix(s, parts[len(parts)-1])
-}
-
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -79,10 +48,10 @@ func contains(list []string, s string) bool {
 
 // matches reports whether an event passes the filter.
 func (f *roomEventFilter) matches(e *syncstore.Event) bool {
-	if f.Types != nil && !matchType(f.Types, e.Type) {
+	if f.Types != nil && !eventfilter.AnyTypeMatches(f.Types, e.Type) {
 		return false
 	}
-	if matchType(f.NotTypes, e.Type) {
+	if eventfilter.AnyTypeMatches(f.NotTypes, e.Type) {
 		return false
 	}
 	if f.Senders != nil && !contains(f.Senders, e.Sender) {

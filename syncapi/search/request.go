@@ -3,8 +3,8 @@ package search
 import (
 	"net/http"
 	"slices"
-	"strings"
 
+	"github.com/latticehq/lattice/internal/eventfilter"
 	"github.com/latticehq/lattice/internal/httpapi"
 	"github.com/latticehq/lattice/storage/searchstore"
 )
@@ -203,8 +203,7 @@ func applyFilter(p *plan, f *roomEventFilter, types *[]string) error {
 	p.q.NotSenders = f.NotSenders
 	// Only three types are ever searched, so types and not_types narrow that set here.
 	*types = slices.DeleteFunc(*types, func(t string) bool {
-		return (f.Types != nil && !slices.ContainsFunc(*f.Types, func(pat string) bool { return typeMatches(pat, t) })) ||
-			slices.ContainsFunc(f.NotTypes, func(pat string) bool { return typeMatches(pat, t) })
+		return (f.Types != nil && !eventfilter.AnyTypeMatches(*f.Types, t)) || eventfilter.AnyTypeMatches(f.NotTypes, t)
 	})
 	return nil
 }
@@ -214,26 +213,4 @@ func deref(l *[]string) []string {
 		return nil
 	}
 	return *l
-}
-
-// typeMatches matches an event type against a filter's type, where "*" stands for any run of
-// characters ("Filtering").
-func typeMatches(pattern, typ string) bool {
-	parts := strings.Split(pattern, "*")
-	if len(parts) == 1 {
-		return pattern == typ
-	}
-	rest, ok := strings.CutPrefix(typ, parts[0])
-	if !ok {
-		return false
-	}
-	// Leftmost matches of the middle parts leave the most room for the rest.
-	for _, part := range parts[1 : len(parts)-1] {
-		i := strings.Index(rest, part)
-		if i < 0 {
-			return false
-		}
-		rest = rest[i+len(part):]
-	}
-	return strings.HasSuffix(rest, parts[len(parts)-1])
 }

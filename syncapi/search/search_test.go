@@ -197,26 +197,6 @@ func TestBatchToken(t *testing.T) {
 	}
 }
 
-func TestTypeMatches(t *testing.T) {
-	for _, c := range []struct {
-		pattern, typ string
-		want         bool
-	}{
-		{"m.room.message", "m.room.message", true},
-		{"m.room.*", "m.room.name", true},
-		{"*", "m.room.topic", true},
-		{"m.*.name", "m.room.name", true},
-		{"*.topic", "m.room.name", false},
-		{"m.room.n*e", "m.room.name", true},
-		{"m.room.message.*", "m.room.message", false},
-		{"m.room.?ame", "m.room.name", false},
-	} {
-		if got := typeMatches(c.pattern, c.typ); got != c.want {
-			t.Errorf("typeMatches(%q, %q) = %v", c.pattern, c.typ, got)
-		}
-	}
-}
-
 func TestParseCriteriaTypes(t *testing.T) {
 	term := "x"
 	notName := []string{"m.room.name"}
