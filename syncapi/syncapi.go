@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/latticehq/lattice/internal/httpapi"
 	"github.com/latticehq/lattice/internal/notifier"
@@ -19,6 +21,7 @@ import (
 	"github.com/latticehq/lattice/storage"
 	"github.com/latticehq/lattice/storage/roomstore"
 	"github.com/latticehq/lattice/storage/syncstore"
+	"github.com/latticehq/lattice/syncapi/synctypes"
 	"github.com/latticehq/lattice/userapi"
 )
 
@@ -29,6 +32,15 @@ type Options struct {
 	Users    userapi.API
 	Notifier *notifier.Notifier
 	Logger   *slog.Logger
+	// Sources are the streams of the sync token besides the timelines and account data.
+	Sources []synctypes.Source
+	// Presence, if set, receives /sync's set_presence.
+	Presence PresenceSetter
+}
+
+// PresenceSetter is the presence component as /sync uses it.
+type PresenceSetter interface {
+	SetFromSync(ctx context.Context, user id.UserID, state string) error
 }
 
 // API is the sync component.
@@ -40,8 +52,12 @@ type API struct {
 	store *syncstore.Store
 	db    *storage.DB
 
-	consumeMu sync.Mutex // one catch-up at a time
+	consumeMu sync.Mutex   // one catch-up at a time
+	timeline  atomic.Int64 // the cursor: every event up to it is stored
 	vis       visibilityCache
+	sources   []synctypes.Source
+	presence  PresenceSetter
+	joined    joinedCache
 
 	stop chan struct{}
 	done chan struct{}
@@ -56,8 +72,15 @@ func New(ctx context.Context, opts Options) (*API, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &API{rooms: opts.Rooms, users: opts.Users, nf: opts.Notifier, log: opts.Logger, store: store, db: opts.DB,
-		vis: visibilityCache{m: map[string]string{}}}, nil
+	a := &API{rooms: opts.Rooms, users: opts.Users, nf: opts.Notifier, log: opts.Logger, store: store, db: opts.DB,
+		vis: visibilityCache{m: map[string]string{}}, sources: opts.Sources, presence: opts.Presence,
+		joined: joinedCache{m: map[id.UserID]map[id.RoomID]string{}}}
+	pos, err := store.Cursor(ctx, opts.DB, consumerName)
+	if err != nil {
+		return nil, err
+	}
+	a.timeline.Store(pos)
+	return a, nil
 }
 
 // Start runs the consumer of the roomserver's output stream until Close.
@@ -108,6 +131,7 @@ func (a *API) Register(r *mux.Router) {
 	handle := func(path string, h http.Handler, methods ...string) {
 		r.Handle("/_matrix/client/{version:(?:r0|v3)}"+path, h).Methods(methods...)
 	}
+	handle("/sync", a.authed(a.sync, true), http.MethodGet)
 	handle("/rooms/{roomId}/messages", a.authed(a.messages, true), http.MethodGet)
 	handle("/rooms/{roomId}/context/{eventId}", a.authed(a.context, true), http.MethodGet)
 	handle("/rooms/{roomId}/event/{eventId}", a.authed(a.event, true), http.MethodGet)
@@ -163,6 +187,29 @@ func (a *API) catchUp(ctx context.Context) (int64, error) {
 			return pos, err
 		}
 		pos = evs[len(evs)-1].Pos
+		a.timeline.Store(pos)
+		a.wake(evs)
 	}
 	return pos, nil
+}
+
+// wake tells the long-polls of the rooms' members, and of users whose membership changed, that
+// the timeline moved; it also drops cached room lists of those users.
+func (a *API) wake(evs []roomserver.OutputEvent) {
+	keys := map[string]bool{}
+	for _, oe := range evs {
+		keys[roomserver.RoomKey(oe.Event.RoomID())] = true
+		if sk := oe.Event.StateKey(); oe.Event.Type() == "m.room.member" && sk != nil {
+			keys[userapi.UserKey(id.UserID(*sk))] = true
+			a.joined.drop(id.UserID(*sk))
+		}
+	}
+	if a.nf == nil {
+		return
+	}
+	list := make([]string, 0, len(keys))
+	for k := range keys {
+		list = append(list, k)
+	}
+	a.nf.Notify(synctypes.StreamTimeline, evs[len(evs)-1].Pos, list...)
 }

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -58,6 +59,10 @@ var migrations = []storage.Migration{{
 		room_id TEXT NOT NULL,
 		PRIMARY KEY (user_id, room_id)
 	);`,
+}, {
+	Version: 2,
+	Name:    "timeline by stream position",
+	SQL:     `CREATE INDEX sync_events_room_pos ON sync_events (room_id, pos)`,
 }}
 
 // Store is the sync component's storage on one database.
@@ -394,4 +399,73 @@ func (s *Store) ClosestByTS(ctx context.Context, q storage.Querier, roomID strin
 		return nil, err
 	}
 	return evs[0], nil
+}
+
+// EventsBetween returns up to limit events of every room with positions in (from, to], in
+// stream order; more reports whether the limit cut it short.
+func (s *Store) EventsBetween(ctx context.Context, q storage.Querier, from, to int64, limit int) (evs []*Event, more bool, err error) {
+	rows, err := q.Query(ctx, `SELECT `+eventColumns+` FROM sync_events WHERE pos > $1 AND pos <= $2 ORDER BY pos LIMIT $3`, from, to, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("events between %d and %d: %w", from, to, err)
+	}
+	if evs, err = scanEvents(rows); err != nil {
+		return nil, false, fmt.Errorf("events between %d and %d: %w", from, to, err)
+	}
+	if len(evs) > limit {
+		return evs[:limit], true, nil
+	}
+	return evs, false, nil
+}
+
+// LatestInRoom returns the room's last limit events with positions in (from, to], in stream
+// order.
+func (s *Store) LatestInRoom(ctx context.Context, q storage.Querier, roomID string, from, to int64, limit int) ([]*Event, error) {
+	rows, err := q.Query(ctx, `SELECT `+eventColumns+` FROM sync_events WHERE room_id = $1 AND pos > $2 AND pos <= $3
+		ORDER BY pos DESC LIMIT $4`, roomID, from, to, limit)
+	if err != nil {
+		return nil, fmt.Errorf("latest events of %s: %w", roomID, err)
+	}
+	evs, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("latest events of %s: %w", roomID, err)
+	}
+	slices.Reverse(evs)
+	return evs, nil
+}
+
+// UserMemberships returns a user's membership history in every room, oldest first per room.
+func (s *Store) UserMemberships(ctx context.Context, q storage.Querier, userID string) (map[string][]Membership, error) {
+	rows, err := q.Query(ctx, `SELECT room_id, pos, membership FROM sync_memberships WHERE user_id = $1 ORDER BY pos`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("memberships of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	out := map[string][]Membership{}
+	for rows.Next() {
+		var room string
+		var m Membership
+		if err := rows.Scan(&room, &m.Pos, &m.Membership); err != nil {
+			return nil, fmt.Errorf("memberships of %s: %w", userID, err)
+		}
+		out[room] = append(out[room], m)
+	}
+	return out, rows.Err()
+}
+
+// ForgottenRooms returns the rooms a user has forgotten.
+func (s *Store) ForgottenRooms(ctx context.Context, q storage.Querier, userID string) (map[string]bool, error) {
+	rows, err := q.Query(ctx, `SELECT room_id FROM sync_forgotten WHERE user_id = $1`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("forgotten rooms of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			return nil, fmt.Errorf("forgotten rooms of %s: %w", userID, err)
+		}
+		out[r] = true
+	}
+	return out, rows.Err()
 }

@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// syncOnce runs one /sync with an inline or stored filter.
+func syncOnce(t *testing.T, c *mautrix.Client, since, filter string, timeout int) *mautrix.RespSync {
+	t.Helper()
+	resp, err := c.SyncRequest(context.Background(), timeout, since, filter, false, "")
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	return resp
+}
+
+// timelineBodies returns the bodies of the messages of a room's timeline.
+func timelineBodies(resp *mautrix.RespSync, room id.RoomID) []string {
+	jr := resp.Rooms.Join[room]
+	if jr == nil {
+		return nil
+	}
+	return bodies(jr.Timeline.Events)
+}
+
+// TestSyncBasics walks a client through an initial sync, an incremental one, a long-poll that a
+// message wakes, and the invite and leave sections.
+func TestSyncBasics(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	alice, bob := s.NewUser(t, "alice"), s.NewUser(t, "bob")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Name: "sync room"})
+	sendBody(t, alice, room, "first")
+
+	initial := syncOnce(t, alice, "", "", 0)
+	jr := initial.Rooms.Join[room]
+	if jr == nil {
+		t.Fatalf("initial sync lacks the room: %+v", initial.Rooms)
+	}
+	if got := timelineBodies(initial, room); fmt.Sprint(got) != "[first]" {
+		t.Fatalf("initial timeline: %v", got)
+	}
+	hasName := false
+	for _, ev := range append(jr.State.Events, jr.Timeline.Events...) {
+		hasName = hasName || ev.Type == event.StateRoomName
+	}
+	if !hasName || jr.Summary.JoinedMemberCount == nil || *jr.Summary.JoinedMemberCount != 1 {
+		t.Fatalf("initial state or summary: name %v, summary %+v", hasName, jr.Summary)
+	}
+
+	// Nothing new: an incremental sync without timeout comes back empty.
+	empty := syncOnce(t, alice, initial.NextBatch, "", 0)
+	if len(empty.Rooms.Join) != 0 {
+		t.Fatalf("nothing new, yet rooms: %+v", empty.Rooms.Join)
+	}
+
+	// A long-poll returns when a message arrives.
+	done := make(chan *mautrix.RespSync, 1)
+	go func() {
+		resp, err := alice.SyncRequest(ctx, 10_000, initial.NextBatch, "", false, "")
+		if err != nil {
+			t.Errorf("long-poll: %v", err)
+		}
+		done <- resp
+	}()
+	time.Sleep(50 * time.Millisecond) // let the long-poll start waiting; it would also see the message if not
+	start := time.Now()
+	sendBody(t, alice, room, "second")
+	var woke *mautrix.RespSync
+	select {
+	case woke = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long-poll did not return")
+	}
+	if woke == nil {
+		t.FailNow()
+	}
+	if got := timelineBodies(woke, room); fmt.Sprint(got) != "[second]" {
+		t.Fatalf("incremental timeline: %v", got)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("the long-poll took %v", time.Since(start))
+	}
+
+	// bob is invited: the invite section, then the join section after joining.
+	if _, err := alice.InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	bobSync := syncOnce(t, bob, "", "", 0)
+	inv := bobSync.Rooms.Invite[room]
+	if inv == nil || len(inv.State.Events) == 0 {
+		t.Fatalf("bob's invite: %+v", bobSync.Rooms)
+	}
+	if _, err := bob.JoinRoomByID(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	bobSync2 := syncOnce(t, bob, bobSync.NextBatch, "", 0)
+	if bobSync2.Rooms.Join[room] == nil {
+		t.Fatalf("bob's join: %+v", bobSync2.Rooms)
+	}
+	// Shared history: bob sees the room's earlier messages once joined.
+	if got := timelineBodies(bobSync2, room); len(got) == 0 {
+		t.Fatalf("bob's timeline after joining: %v", got)
+	}
+	if _, err := bob.LeaveRoom(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	bobSync3 := syncOnce(t, bob, bobSync2.NextBatch, "", 0)
+	if bobSync3.Rooms.Leave[room] == nil {
+		t.Fatalf("bob's leave: %+v", bobSync3.Rooms)
+	}
+
+	// Account data set now arrives incrementally.
+	if err := alice.SetAccountData(ctx, "com.example.test", map[string]any{"x": 1}); err != nil {
+		t.Fatal(err)
+	}
+	ad := syncOnce(t, alice, woke.NextBatch, "", 0)
+	found := false
+	for _, ev := range ad.AccountData.Events {
+		found = found || ev.Type.Type == "com.example.test"
+	}
+	if !found {
+		t.Fatalf("account data not synced: %+v", ad.AccountData)
+	}
+
+	// Bad input.
+	_, err := alice.SyncRequest(ctx, 0, "garbage", "", false, "")
+	wantErrCode(t, err, http.StatusBadRequest, "M_INVALID_PARAM")
+	_, err = alice.SyncRequest(ctx, 0, "", "no-such-filter", false, "")
+	wantErrCode(t, err, http.StatusBadRequest, "M_INVALID_PARAM")
+}
+
+// TestSyncLimitedAndLazy checks a gappy timeline (limited, prev_batch, state in the gap) and
+// lazy-loaded members.
+func TestSyncLimitedAndLazy(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	alice, bob := s.NewUser(t, "alice"), s.NewUser(t, "bob")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	filter, _ := json.Marshal(map[string]any{"room": map[string]any{
+		"timeline": map[string]any{"limit": 3},
+		"state":    map[string]any{"lazy_load_members": true},
+	}})
+	first := syncOnce(t, alice, "", string(filter), 0)
+	if _, err := bob.JoinRoomByID(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendStateEvent(ctx, room, event.StateTopic, "", map[string]any{"topic": "gap topic"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		sendBody(t, alice, room, fmt.Sprint("m", i))
+	}
+	resp := syncOnce(t, alice, first.NextBatch, string(filter), 0)
+	jr := resp.Rooms.Join[room]
+	if jr == nil || !jr.Timeline.Limited || len(jr.Timeline.Events) != 3 || jr.Timeline.PrevBatch == "" {
+		t.Fatalf("gappy timeline: %+v", jr)
+	}
+	var topic, bobMember bool
+	for _, ev := range jr.State.Events {
+		topic = topic || ev.Type == event.StateTopic
+		bobMember = bobMember || (ev.Type == event.StateMember && ev.GetStateKey() == string(bob.UserID))
+	}
+	if !topic {
+		t.Fatal("the topic changed in the gap is not in state")
+	}
+	if bobMember {
+		t.Fatal("lazy loading sent bob's member event though bob sent nothing in the timeline")
+	}
+	// prev_batch pages back into the gap.
+	page, err := alice.Messages(ctx, room, jr.Timeline.PrevBatch, "", mautrix.DirectionBackward, nil, 2)
+	if err != nil || fmt.Sprint(bodies(page.Chunk)) != "[m1 m0]" {
+		t.Fatalf("paging from prev_batch: %v %v", bodies(page.Chunk), err)
+	}
+	// bob speaks: his member event is lazy-loaded.
+	sendBody(t, bob, room, "hi")
+	resp2 := syncOnce(t, alice, resp.NextBatch, string(filter), 0)
+	bobMember = false
+	for _, ev := range resp2.Rooms.Join[room].State.Events {
+		bobMember = bobMember || (ev.Type == event.StateMember && ev.GetStateKey() == string(bob.UserID))
+	}
+	if !bobMember {
+		t.Fatal("bob's member event was not lazy-loaded with his message")
+	}
+}

@@ -1,0 +1,353 @@
+package syncapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/latticehq/lattice/internal/httpapi"
+	"github.com/latticehq/lattice/internal/synctoken"
+	"github.com/latticehq/lattice/roomserver"
+	"github.com/latticehq/lattice/storage/syncstore"
+	"github.com/latticehq/lattice/syncapi/synctypes"
+	"github.com/latticehq/lattice/userapi"
+)
+
+const (
+	// maxSyncTimeout caps a long-poll; clients ask for 30 s.
+	maxSyncTimeout = 5 * time.Minute
+	// defaultTimelineLimit is the timeline length without a filter's limit.
+	defaultTimelineLimit = 10
+	// maxTimelineLimit bounds what a filter may ask for.
+	maxTimelineLimit = 1000
+	// maxDeltaEvents is the largest gap an incremental sync reads as one stream-ordered query;
+	// beyond it each joined room is read on its own.
+	maxDeltaEvents = 2000
+	// maxCachedUsers bounds the users whose room lists the long-poll keeps in memory.
+	maxCachedUsers = 50_000
+)
+
+// joinedCache keeps each user's current membership per room, for the keys a long-poll waits on
+// and the rooms a sync reads. The consumer drops a user's entry when their membership changes.
+type joinedCache struct {
+	mu sync.Mutex
+	m  map[id.UserID]map[id.RoomID]string
+}
+
+func (c *joinedCache) get(u id.UserID) (map[id.RoomID]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.m[u]
+	return m, ok
+}
+
+func (c *joinedCache) put(u id.UserID, m map[id.RoomID]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCachedUsers {
+		c.m = map[id.UserID]map[id.RoomID]string{}
+	}
+	c.m[u] = m
+}
+
+func (c *joinedCache) drop(u id.UserID) {
+	c.mu.Lock()
+	delete(c.m, u)
+	c.mu.Unlock()
+}
+
+// memberships returns the user's current membership of every room they have one in.
+func (a *API) memberships(ctx context.Context, user id.UserID) (map[id.RoomID]string, error) {
+	if m, ok := a.joined.get(user); ok {
+		return m, nil
+	}
+	hist, err := a.store.UserMemberships(ctx, a.db, string(user))
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[id.RoomID]string, len(hist))
+	for room, h := range hist {
+		m[id.RoomID(room)] = h[len(h)-1].Membership
+	}
+	a.joined.put(user, m)
+	return m, nil
+}
+
+// syncParams is a parsed GET /sync request.
+type syncParams struct {
+	since     *synctoken.Stream
+	timeout   time.Duration
+	fullState bool
+	filter    *synctypes.Filter
+}
+
+func (a *API) parseSync(ctx context.Context, r *http.Request, dev *userapi.Device) (*syncParams, error) {
+	q := r.URL.Query()
+	p := &syncParams{filter: &synctypes.Filter{}}
+	if s := q.Get("since"); s != "" {
+		tok, err := synctoken.ParseStream(s)
+		if err != nil {
+			return nil, httpapi.InvalidParam("Invalid since token")
+		}
+		p.since = &tok
+	}
+	if s := q.Get("timeout"); s != "" {
+		ms, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || ms < 0 {
+			return nil, httpapi.InvalidParam("timeout must be a non-negative number of milliseconds")
+		}
+		p.timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
+	}
+	switch q.Get("full_state") {
+	case "", "false":
+	case "true":
+		p.fullState = true
+	default:
+		return nil, httpapi.InvalidParam("full_state must be true or false")
+	}
+	switch sp := q.Get("set_presence"); sp {
+	case "", "online", "offline", "unavailable":
+		if a.presence != nil {
+			state := sp
+			if state == "" {
+				state = "online"
+			}
+			if err := a.presence.SetFromSync(ctx, dev.UserID, state); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, httpapi.InvalidParam("set_presence must be online, offline or unavailable")
+	}
+	if f := q.Get("filter"); f != "" {
+		raw := json.RawMessage(f)
+		if !strings.HasPrefix(strings.TrimSpace(f), "{") {
+			stored, err := a.users.Filter(ctx, dev.UserID, f)
+			if errors.Is(err, userapi.ErrNotFound) {
+				return nil, httpapi.InvalidParam("Unknown filter %q", f)
+			} else if err != nil {
+				return nil, err
+			}
+			raw = stored
+		}
+		if err := json.Unmarshal(raw, p.filter); err != nil {
+			return nil, httpapi.InvalidParam("Invalid filter: %v", err)
+		}
+	}
+	return p, nil
+}
+
+// positions returns every stream's current position as a token.
+func (a *API) positions(ctx context.Context) (synctoken.Stream, error) {
+	tok := synctoken.Stream{Rooms: a.timeline.Load(), Others: make([]int64, len(synctypes.TokenOrder))}
+	for i, name := range synctypes.TokenOrder {
+		if name == synctypes.StreamAccountData {
+			pos, err := a.db.StreamPosition(ctx, userapi.StreamAccountData)
+			if err != nil {
+				return tok, err
+			}
+			tok.Others[i] = pos
+			continue
+		}
+		if src := a.source(name); src != nil {
+			pos, err := src.Position(ctx)
+			if err != nil {
+				return tok, err
+			}
+			tok.Others[i] = pos
+		}
+	}
+	return tok, nil
+}
+
+func (a *API) source(name string) synctypes.Source {
+	for _, s := range a.sources {
+		if s.Stream() == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// other returns a token's position of a stream besides the timelines, 0 if the token is older
+// than the stream.
+func other(tok synctoken.Stream, name string) int64 {
+	for i, n := range synctypes.TokenOrder {
+		if n == name && i < len(tok.Others) {
+			return tok.Others[i]
+		}
+	}
+	return 0
+}
+
+// sync answers GET /sync (client-server API, "Syncing"): at once when anything is new since
+// the token (or there is no token), else when something arrives for the user or the timeout
+// passes.
+func (a *API) sync(w http.ResponseWriter, r *http.Request, dev *userapi.Device) error {
+	ctx := r.Context()
+	p, err := a.parseSync(ctx, r, dev)
+	if err != nil {
+		return err
+	}
+	if _, err := a.catchUp(ctx); err != nil {
+		return err
+	}
+	now, err := a.positions(ctx)
+	if err != nil {
+		return err
+	}
+	if p.since != nil && p.timeout > 0 && !p.fullState && !ahead(now, *p.since) {
+		if now, err = a.wait(ctx, dev.UserID, *p.since, p.timeout); err != nil {
+			return err
+		}
+	}
+	resp, err := a.build(ctx, dev, p, now)
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// ahead reports whether any stream of now is past since.
+func ahead(now, since synctoken.Stream) bool {
+	if now.Rooms > since.Rooms {
+		return true
+	}
+	for i, pos := range now.Others {
+		if i >= len(since.Others) || pos > since.Others[i] {
+			if pos > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// wait blocks until a stream moves for the user (a room they are in, or the user themself)
+// or the timeout passes, and returns the positions then.
+func (a *API) wait(ctx context.Context, user id.UserID, since synctoken.Stream, timeout time.Duration) (synctoken.Stream, error) {
+	rooms, err := a.memberships(ctx, user)
+	if err != nil {
+		return since, err
+	}
+	keys := []string{userapi.UserKey(user)}
+	for room, m := range rooms {
+		if m == "join" {
+			keys = append(keys, roomserver.RoomKey(room))
+		}
+	}
+	sinceMap := map[string]int64{synctypes.StreamTimeline: since.Rooms, userapi.StreamAccountData: other(since, synctypes.StreamAccountData)}
+	for _, s := range a.sources {
+		sinceMap[s.Stream()] = other(since, s.Stream())
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		err := a.nf.Wait(wctx, sinceMap, keys...)
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+				return since, ctx.Err()
+			}
+			// The notifier is closing: answer with what there is.
+			return a.positions(ctx)
+		}
+		now, perr := a.positions(ctx)
+		if perr != nil {
+			return since, perr
+		}
+		if err != nil || ahead(now, since) {
+			return now, nil
+		}
+	}
+}
+
+// build assembles the response for the positions in (since, now].
+func (a *API) build(ctx context.Context, dev *userapi.Device, p *syncParams, now synctoken.Stream) (*synctypes.Response, error) {
+	resp := synctypes.NewResponse()
+	var since synctoken.Stream
+	if p.since != nil {
+		since = *p.since
+	}
+	initial := p.since == nil || p.fullState
+	req := &synctypes.Request{User: dev.UserID, Device: dev.DeviceID, Initial: initial, Filter: p.filter}
+	rb := &roomsBuilder{a: a, dev: dev, p: p, since: since, now: now, initial: initial, resp: resp}
+	if err := rb.build(ctx); err != nil {
+		return nil, err
+	}
+	req.Joined = rb.joinedNow
+	if err := a.accountData(ctx, req, rb, other(since, synctypes.StreamAccountData), other(now, synctypes.StreamAccountData), resp); err != nil {
+		return nil, err
+	}
+	for _, s := range a.sources {
+		if err := s.Collect(ctx, req, other(since, s.Stream()), other(now, s.Stream()), resp); err != nil {
+			return nil, err
+		}
+	}
+	resp.NextBatch = now.String()
+	return resp, nil
+}
+
+// accountData fills the global and room account data changed in (from, to].
+func (a *API) accountData(ctx context.Context, req *synctypes.Request, rb *roomsBuilder, from, to int64, resp *synctypes.Response) error {
+	if from >= to && !req.Initial {
+		return nil
+	}
+	if req.Initial {
+		from = 0
+	}
+	entries, _, err := a.users.AccountDataSince(ctx, req.User, from)
+	if err != nil {
+		return err
+	}
+	var global, room *synctypes.EventFilter
+	if req.Filter != nil {
+		global = req.Filter.AccountData
+		if req.Filter.Room != nil && req.Filter.Room.AccountData != nil {
+			room = &req.Filter.Room.AccountData.EventFilter
+		}
+	}
+	for _, e := range entries {
+		if e.Position > to {
+			continue
+		}
+		ev := map[string]any{"type": e.Type, "content": e.Content}
+		if e.RoomID == "" {
+			if typeAllowed(global, e.Type) && underLimit(global, len(resp.AccountData.Events)) {
+				resp.AccountData.Add(ev)
+			}
+			continue
+		}
+		if !typeAllowed(room, e.Type) || !rb.roomAllowed(e.RoomID) {
+			continue
+		}
+		switch rb.current[e.RoomID] {
+		case "join":
+			resp.JoinedRoom(e.RoomID).AccountData.Add(ev)
+		case "leave", "ban":
+			if lr := resp.Rooms.Leave[e.RoomID]; lr != nil {
+				lr.AccountData.Add(ev)
+			}
+		}
+	}
+	return nil
+}
+
+func typeAllowed(f *synctypes.EventFilter, typ string) bool {
+	if f == nil {
+		return true
+	}
+	ef := roomEventFilter{Types: f.Types, NotTypes: f.NotTypes}
+	return ef.matches(&syncstore.Event{Type: typ})
+}
+
+func underLimit(f *synctypes.EventFilter, n int) bool {
+	return f == nil || f.Limit == nil || n < *f.Limit
+}
