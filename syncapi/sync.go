@@ -208,6 +208,13 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, dev *userapi.Device) 
 			return err
 		}
 	}
+	if p.since != nil && !p.fullState && !ahead(now, *p.since) {
+		// Nothing moved: answer from the positions alone, without reading anything.
+		resp := synctypes.NewResponse()
+		resp.NextBatch = p.since.String()
+		httpapi.WriteJSON(w, http.StatusOK, resp)
+		return nil
+	}
 	resp, err := a.build(ctx, dev, p, now)
 	if err != nil {
 		return err

@@ -171,10 +171,7 @@ func (a *API) catchUp(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	pos, err := a.store.Cursor(ctx, a.db, consumerName)
-	if err != nil {
-		return 0, err
-	}
+	pos := a.timeline.Load() // the stored cursor: only this function moves either
 	for pos < target {
 		evs, err := a.rooms.Output(ctx, pos, outputBatch)
 		if err != nil {
