@@ -192,3 +192,70 @@ func TestSyncLimitedAndLazy(t *testing.T) {
 		t.Fatal("bob's member event was not lazy-loaded with his message")
 	}
 }
+
+// TestSyncFilters applies room filters, include_leave, full_state, event_fields and
+// event_format to /sync.
+func TestSyncFilters(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	alice := s.NewUser(t, "alice")
+	keep := createRoom(t, alice, &mautrix.ReqCreateRoom{Name: "keep"})
+	skip := createRoom(t, alice, &mautrix.ReqCreateRoom{Name: "skip"})
+	gone := createRoom(t, alice, &mautrix.ReqCreateRoom{Name: "gone"})
+	sendBody(t, alice, keep, "kept")
+	if _, err := alice.LeaveRoom(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	inline := func(v any) string { raw, _ := json.Marshal(v); return string(raw) }
+
+	resp := syncOnce(t, alice, "", inline(map[string]any{"room": map[string]any{"not_rooms": []id.RoomID{skip}}}), 0)
+	if resp.Rooms.Join[keep] == nil || resp.Rooms.Join[skip] != nil || resp.Rooms.Leave[gone] != nil {
+		t.Fatalf("not_rooms: join %v, leave %v", len(resp.Rooms.Join), len(resp.Rooms.Leave))
+	}
+	resp = syncOnce(t, alice, "", inline(map[string]any{"room": map[string]any{"include_leave": true}}), 0)
+	if resp.Rooms.Leave[gone] == nil {
+		t.Fatal("include_leave did not list the left room")
+	}
+	// A stored filter with event_fields.
+	fid, err := alice.CreateFilter(ctx, &mautrix.Filter{EventFields: []string{"type", "content.body"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Rooms struct {
+			Join map[id.RoomID]struct {
+				Timeline struct {
+					Events []map[string]any `json:"events"`
+				} `json:"timeline"`
+			} `json:"join"`
+		} `json:"rooms"`
+	}
+	_, err = alice.MakeRequest(ctx, http.MethodGet, alice.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "sync"}, map[string]string{"filter": fid.FilterID}), nil, &raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range raw.Rooms.Join[keep].Timeline.Events {
+		if _, ok := ev["event_id"]; ok || ev["type"] == nil {
+			t.Fatalf("event_fields kept %v", ev)
+		}
+	}
+	// The federation format carries the PDU's fields.
+	_, err = alice.MakeRequest(ctx, http.MethodGet, alice.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "sync"},
+		map[string]string{"filter": inline(map[string]any{"event_format": "federation"})}), nil, &raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := raw.Rooms.Join[keep].Timeline.Events
+	if len(evs) == 0 || evs[0]["hashes"] == nil || evs[0]["depth"] == nil {
+		t.Fatalf("federation format: %v", evs)
+	}
+	_, err = alice.MakeRequest(ctx, http.MethodGet, alice.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "sync"},
+		map[string]string{"filter": inline(map[string]any{"event_format": "xml"})}), nil, nil)
+	wantErrCode(t, err, http.StatusBadRequest, "M_INVALID_PARAM")
+	// full_state with a since gives the whole state again.
+	first := syncOnce(t, alice, "", "", 0)
+	full, err := alice.SyncRequest(ctx, 0, first.NextBatch, "", true, "")
+	if err != nil || full.Rooms.Join[keep] == nil || len(full.Rooms.Join[keep].State.Events)+len(full.Rooms.Join[keep].Timeline.Events) < 5 {
+		t.Fatalf("full_state: %+v %v", full.Rooms.Join[keep], err)
+	}
+}

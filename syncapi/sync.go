@@ -140,6 +140,9 @@ func (a *API) parseSync(ctx context.Context, r *http.Request, dev *userapi.Devic
 		if err := json.Unmarshal(raw, p.filter); err != nil {
 			return nil, httpapi.InvalidParam("Invalid filter: %v", err)
 		}
+		if f := p.filter.EventFormat; f != "" && f != "client" && f != "federation" {
+			return nil, httpapi.InvalidParam("event_format must be client or federation")
+		}
 	}
 	return p, nil
 }

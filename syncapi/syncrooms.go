@@ -168,7 +168,7 @@ func (b *roomsBuilder) build(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
+	return b.formatEvents(ctx)
 }
 
 // joined fills one joined room. With read set, the timeline's events are read here (the last
@@ -225,16 +225,30 @@ func (b *roomsBuilder) joined(ctx context.Context, room id.RoomID, evs []*syncst
 // full, else the state changes the timeline does not show (a gap of a limited timeline), with
 // the member events of the timeline's senders for lazy-loading clients.
 func (b *roomsBuilder) state(ctx context.Context, room id.RoomID, jr *synctypes.JoinedRoom, timeline, evs []*syncstore.Event, full, limited bool) error {
+	current, err := b.a.rooms.CurrentState(ctx, room)
+	if err != nil {
+		return err
+	}
+	out := b.stateEvents(current, timeline, evs, full, limited)
+	now := time.Now().UnixMilli()
+	for _, ev := range out {
+		jr.State.Add(clientJSON(ev, now))
+	}
+	_, lazy := b.stateFilter()
+	if full || lazy || hasMembership(timeline) || len(out) > 0 {
+		jr.Summary = summary(current, b.dev.UserID)
+	}
+	return nil
+}
+
+// stateEvents picks the state section's events from state (see state).
+func (b *roomsBuilder) stateEvents(current map[auth.StateKey]*pdu.Event, timeline, evs []*syncstore.Event, full, limited bool) []*pdu.Event {
 	sf, lazy := b.stateFilter()
 	inTimeline := map[string]bool{}
 	senders := map[string]bool{string(b.dev.UserID): true}
 	for _, e := range timeline {
 		inTimeline[e.EventID] = true
 		senders[e.Sender] = true
-	}
-	current, err := b.a.rooms.CurrentState(ctx, room)
-	if err != nil {
-		return err
 	}
 	keep := func(k auth.StateKey, ev *pdu.Event) bool {
 		if inTimeline[string(ev.EventID())] {
@@ -243,7 +257,7 @@ func (b *roomsBuilder) state(ctx context.Context, room id.RoomID, jr *synctypes.
 		if k.Type == "m.room.member" && lazy && !senders[k.StateKey] {
 			return false
 		}
-		return sf.matches(&syncstore.Event{Type: k.Type, Sender: string(ev.Sender()), RoomID: string(room)})
+		return sf.matches(&syncstore.Event{Type: k.Type, Sender: string(ev.Sender()), RoomID: string(ev.RoomID())})
 	}
 	var out []*pdu.Event
 	switch {
@@ -276,14 +290,7 @@ func (b *roomsBuilder) state(ctx context.Context, room id.RoomID, jr *synctypes.
 		}
 	}
 	slices.SortFunc(out, func(x, y *pdu.Event) int { return cmpInt(x.Depth(), y.Depth()) })
-	now := time.Now().UnixMilli()
-	for _, ev := range out {
-		jr.State.Add(clientJSON(ev, now))
-	}
-	if full || lazy || hasMembership(timeline) || len(out) > 0 {
-		jr.Summary = summary(current, b.dev.UserID)
-	}
-	return nil
+	return out
 }
 
 func hasMembership(evs []*syncstore.Event) bool {
@@ -398,6 +405,19 @@ func (b *roomsBuilder) left(ctx context.Context, room id.RoomID, leavePos int64)
 	lr.Timeline.Limited = len(evs) > len(timeline)
 	if len(timeline) > 0 {
 		lr.Timeline.PrevBatch = pointToken(syncstore.Point{Depth: timeline[0].Depth, Pos: timeline[0].Pos - 1})
+	}
+	// The state when the user left: after their last member event.
+	if me, err := a.rooms.StateEvent(ctx, room, "m.room.member", string(b.dev.UserID)); err != nil {
+		return err
+	} else if me != nil {
+		st, err := a.rooms.StateAfter(ctx, me.EventID())
+		if err != nil {
+			return err
+		}
+		now := time.Now().UnixMilli()
+		for _, ev := range b.stateEvents(st, timeline, evs, b.initial, lr.Timeline.Limited) {
+			lr.State.Add(clientJSON(ev, now))
+		}
 	}
 	b.resp.Rooms.Leave[room] = lr
 	return nil
