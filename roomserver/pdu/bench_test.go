@@ -77,3 +77,19 @@ func BenchmarkCheckContentHash(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseStored reads the same event as BenchmarkParse the way stored events are read.
+func BenchmarkParseStored(b *testing.B) {
+	ev, err := Build(id.RoomV12, benchTemplate(), serverA, testKey(serverA))
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw := ev.JSON()
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseStored(id.RoomV12, raw, ev.EventID()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,7 +1,9 @@
 package pdu
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"sync"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -16,7 +18,6 @@ type Event struct {
 	typ        string
 	stateKey   *string
 	sender     id.UserID
-	origin     string
 	content    json.RawMessage // slice of json
 	unsigned   json.RawMessage // slice of json, or nil
 	prevEvents []id.EventID
@@ -25,6 +26,10 @@ type Event struct {
 	ts         int64
 	redacts    id.EventID
 	refHash    [32]byte
+	// lazyRef marks an event from ParseStored, whose reference hash is computed under refOnce
+	// on first use: most stored events are read for their state, never for their hash.
+	lazyRef bool
+	refOnce sync.Once
 }
 
 // EventID returns the event's ID: the event_id field in room versions 1 and 2, otherwise
@@ -76,7 +81,7 @@ func (e *Event) Version() id.RoomVersion { return e.version }
 func (e *Event) JSON() []byte { return e.json }
 
 // Origin returns the name of the server that created the event: the sender's server.
-func (e *Event) Origin() string { return e.origin }
+func (e *Event) Origin() string { return serverOf(string(e.sender)) }
 
 // Unsigned returns the unsigned object as canonical JSON, or nil if there is none.
 func (e *Event) Unsigned() json.RawMessage { return e.unsigned }
@@ -84,6 +89,14 @@ func (e *Event) Unsigned() json.RawMessage { return e.unsigned }
 // ReferenceHash returns the event's reference hash (server-server-api.md "Calculating the
 // reference hash for an event"), which room versions 1 and 2 list next to event IDs.
 func (e *Event) ReferenceHash() []byte {
+	if e.lazyRef {
+		e.refOnce.Do(e.computeRefHash)
+	}
 	h := e.refHash
 	return h[:]
+}
+
+func (e *Event) computeRefHash() {
+	tree := e.tree()
+	e.refHash = sha256.Sum256(redactedSigningBytes(e.version, &tree))
 }

@@ -55,7 +55,11 @@ func EventIDFromReferenceHash(version id.RoomVersion, hash []byte) (id.EventID, 
 // (server-server-api.md "Validating hashes and signatures on received events").
 func (e *Event) CheckContentHash() bool {
 	tree := e.tree()
-	want, ok := decodeBase64(tree.get("hashes").get("sha256").str)
+	h := tree.get("hashes").get("sha256")
+	if h == nil || h.kind != kindString { // only a damaged stored event (ParseStored) lacks it
+		return false
+	}
+	want, ok := decodeBase64(h.str)
 	if !ok {
 		return false
 	}

@@ -89,7 +89,7 @@ func fromTree(version id.RoomVersion, tree *value, sizeHint int) (*Event, error)
 	if err != nil {
 		return nil, err
 	}
-	if e.origin, err = checkUserID(sender); err != nil {
+	if _, err = checkUserID(sender); err != nil {
 		return nil, fmt.Errorf("sender: %w", err)
 	}
 	e.sender = id.UserID(sender)

@@ -54,14 +54,14 @@ func VerifySignatures(ctx context.Context, ev *Event, keys KeyRing) error {
 	}
 
 	required := []string{}
-	if membership == "invite" && content.get("third_party_invite") != nil {
-		if sigs.get(ev.origin) != nil {
-			if err := verifyServer(ctx, signed, sigs, ev.origin, ts, keys); err != nil {
+	if origin := ev.Origin(); membership == "invite" && content.get("third_party_invite") != nil {
+		if sigs.get(origin) != nil {
+			if err := verifyServer(ctx, signed, sigs, origin, ts, keys); err != nil {
 				return err
 			}
 		}
 	} else {
-		required = append(required, ev.origin)
+		required = append(required, origin)
 	}
 	if ev.version.EventIDFormat() == id.EventIDFormatCustom {
 		required = append(required, serverOf(string(ev.eventID)))
