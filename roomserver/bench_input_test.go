@@ -247,9 +247,9 @@ func BenchmarkStateAtOldEvent(b *testing.B) {
 		}
 		rs.events = newEventCache(0)
 	})
-	// State as event IDs parses nothing: the form federation's /state_ids needs. "ids" reads the
-	// event IDs from the database each time with the state-key numbering cached, as in a running
-	// server; "ids-cold" also starts from an empty numbering cache, as after a restart.
+	// State as event IDs parses nothing: the form federation's /state_ids needs. "ids" runs as in
+	// a running server, with the store's caches of state keys and event IDs warm; "ids-cold"
+	// starts each load from an empty store, as after a restart.
 	b.Run("ids", func(b *testing.B) {
 		for b.Loop() {
 			ids, err := rs.StateIDsAfter(ctx, room.old.EventID())

@@ -139,6 +139,8 @@ type CacheStats struct {
 	StateEntries int // state entries of those rooms together
 	Events       EventCacheStats
 	ChainNIDs    int // event numbers held by the auth-chain cache
+	StateKeys    int // state key numbers held by the store's cache
+	EventIDs     int // event IDs by number held by the store's cache
 }
 
 // CacheStats reports the sizes and use of the roomserver's caches, for /metrics.
@@ -151,6 +153,7 @@ func (r *Roomserver) CacheStats() CacheStats {
 	r.mu.Unlock()
 	st.Events = r.EventCacheStats()
 	st.ChainNIDs = r.store.Chains.Size()
+	st.StateKeys, st.EventIDs = r.store.CacheSizes()
 	return st
 }
 

@@ -127,6 +127,22 @@ func (c *eventCache) byNumbers(nids []int64, out []*pdu.Event) bool {
 	return missed
 }
 
+// idsByNumbers fills out[i] with the ID of the cached event numbered nids[i], leaving misses
+// "", and returns the numbers it missed. It is a peek for callers that need only IDs: it moves
+// nothing in the LRU order and counts nothing.
+func (c *eventCache) idsByNumbers(nids []int64, out []id.EventID) (missed []int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, n := range nids {
+		if el, ok := c.byNID[n]; ok {
+			out[i] = el.Value.(*cacheEntry).ev.EventID()
+		} else {
+			missed = append(missed, n)
+		}
+	}
+	return missed
+}
+
 // byNumber returns a cached event by number.
 func (c *eventCache) byNumber(nid int64) (*pdu.Event, bool) {
 	c.mu.Lock()
@@ -191,22 +207,22 @@ func (r *Roomserver) eventList(ctx context.Context, nids []int64) ([]*pdu.Event,
 			missing = append(missing, nids[i])
 		}
 	}
-	recs, err := r.store.EventsByNID(ctx, r.db, missing)
+	recs, err := r.store.EventJSONByNID(ctx, r.db, missing)
 	if err != nil {
 		return nil, err
 	}
 	loaded := make(map[int64]*pdu.Event, len(recs))
-	for _, rec := range recs {
+	for nid, rec := range recs {
 		v, err := r.versionOf(ctx, r.db, rec.RoomNID)
 		if err != nil {
 			return nil, err
 		}
-		ev, err := pdu.Parse(v, rec.JSON)
+		ev, err := pdu.ParseStored(v, rec.JSON, id.EventID(rec.EventID))
 		if err != nil {
 			return nil, fmt.Errorf("stored event %s: %w", rec.EventID, err)
 		}
-		r.events.put(rec.NID, ev)
-		loaded[rec.NID] = ev
+		r.events.put(nid, ev)
+		loaded[nid] = ev
 	}
 	for i, ev := range out {
 		if ev == nil {
@@ -269,7 +285,7 @@ func (r *Roomserver) eventsByID(ctx context.Context, ids []id.EventID) (map[id.E
 		if err != nil {
 			return nil, nil, err
 		}
-		ev, err := pdu.Parse(v, rec.JSON)
+		ev, err := pdu.ParseStored(v, rec.JSON, id.EventID(rec.EventID))
 		if err != nil {
 			return nil, nil, fmt.Errorf("stored event %s: %w", rec.EventID, err)
 		}

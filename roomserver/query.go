@@ -66,13 +66,19 @@ func (r *Roomserver) StateIDsAfter(ctx context.Context, eventID id.EventID) (map
 	if err != nil {
 		return nil, err
 	}
-	ids, err := r.store.EventIDs(ctx, r.db, evNIDs)
+	// Events this roomserver committed enter its event cache, which may still hold them; the
+	// store caches the IDs of the others as it reads them.
+	evIDs := make([]id.EventID, len(evNIDs))
+	stored, err := r.store.EventIDs(ctx, r.db, r.events.idsByNumbers(evNIDs, evIDs))
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[auth.StateKey]id.EventID, len(st)+1)
 	for i, k := range keyNIDs {
-		out[auth.StateKey{Type: keys[k].Type, StateKey: keys[k].StateKey}] = id.EventID(ids[evNIDs[i]])
+		if evIDs[i] == "" {
+			evIDs[i] = id.EventID(stored[evNIDs[i]])
+		}
+		out[auth.StateKey{Type: keys[k].Type, StateKey: keys[k].StateKey}] = evIDs[i]
 	}
 	if h.StateKey != nil && !h.Rejected {
 		out[auth.StateKey{Type: h.Type, StateKey: *h.StateKey}] = eventID

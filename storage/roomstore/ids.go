@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/latticehq/lattice/storage"
 )
@@ -31,20 +33,62 @@ func (s *Store) EventNIDs(ctx context.Context, q storage.Querier, ids []string) 
 	return out, nil
 }
 
-// EventIDs returns the IDs of stored events by number; unknown numbers are left out.
+// EventIDs returns the IDs of stored events by number; unknown numbers are left out. IDs read
+// outside a transaction are cached: they are committed, and a committed event keeps its number,
+// whereas on SQLite the number of a rolled-back insert is handed out again.
 func (s *Store) EventIDs(ctx context.Context, q storage.Querier, nids []int64) (map[int64]string, error) {
 	out := make(map[int64]string, len(nids))
-	err := inBatches(ctx, q, `SELECT event_nid, event_id FROM room_events WHERE event_nid IN `, intArgs(nids), func(rows *sql.Rows) error {
+	var missing []int64
+	s.mu.Lock()
+	for _, n := range nids {
+		if eid, ok := s.eventIDs.get(n); ok {
+			out[n] = eid
+		} else {
+			missing = append(missing, n)
+		}
+	}
+	s.mu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	found, err := readByNumber(ctx, q, `SELECT event_nid, event_id FROM room_events WHERE event_nid`, missing, func(rows *sql.Rows) (int64, string, error) {
 		var nid int64
 		var eid string
-		if err := rows.Scan(&nid, &eid); err != nil {
-			return err
-		}
-		out[nid] = eid
-		return nil
+		err := rows.Scan(&nid, &eid)
+		return nid, eid, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("look up event IDs: %w", err)
+	}
+	maps.Copy(out, found)
+	if _, inTx := q.(*storage.Tx); !inTx {
+		s.mu.Lock()
+		for n, eid := range found {
+			s.eventIDs.put(n, eid)
+		}
+		s.mu.Unlock()
+	}
+	return out, nil
+}
+
+// EventJSON is what reading a stored event back needs.
+type EventJSON struct {
+	EventID string
+	RoomNID int64
+	JSON    []byte
+}
+
+// EventJSONByNID returns the IDs, rooms and JSON of stored events by number, leaving out unknown
+// numbers: EventsByNID without the columns that parsing the JSON does not need.
+func (s *Store) EventJSONByNID(ctx context.Context, q storage.Querier, nids []int64) (map[int64]EventJSON, error) {
+	out, err := readByNumber(ctx, q, `SELECT event_nid, event_id, room_nid, json FROM room_events WHERE event_nid`, nids, func(rows *sql.Rows) (int64, EventJSON, error) {
+		var nid int64
+		var e EventJSON
+		err := rows.Scan(&nid, &e.EventID, &e.RoomNID, &e.JSON)
+		return nid, e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load events: %w", err)
 	}
 	return out, nil
 }
@@ -91,13 +135,13 @@ func (s *Store) headersIn(ctx context.Context, q storage.Querier, column string,
 func (s *Store) KnownStateKeyNIDs(ctx context.Context, q storage.Querier, keys []StateKey) ([]int64, error) {
 	out := make([]int64, len(keys))
 	var missing []int
-	s.mu.RLock()
+	s.mu.Lock()
 	for i, k := range keys {
-		if out[i] = s.keyNID[k]; out[i] == 0 {
+		if out[i], _ = s.keyNID.get(k); out[i] == 0 {
 			missing = append(missing, i)
 		}
 	}
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	for _, i := range missing {
 		k := keys[i]
 		err := q.QueryRow(ctx, `SELECT state_key_nid FROM room_state_keys WHERE event_type = $1 AND state_key = $2`, k.Type, k.StateKey).Scan(&out[i])
@@ -108,7 +152,7 @@ func (s *Store) KnownStateKeyNIDs(ctx context.Context, q storage.Querier, keys [
 		}
 		// Only committed numbers are read here (or this transaction's own), so caching is safe.
 		s.mu.Lock()
-		s.keyNID[k], s.nidKey[out[i]] = out[i], k
+		s.rememberStateKey(k, out[i])
 		s.mu.Unlock()
 	}
 	return out, nil
@@ -172,4 +216,62 @@ func intArgs(ns []int64) []any {
 		out[i] = n
 	}
 	return out
+}
+
+// minRangeScan is the shortest list of numbers readByNumber considers reading with a range scan.
+const minRangeScan = 256
+
+// denseness is the share of a range's rows that must be wanted for readByNumber to scan the
+// range. Measured reading 5 000 event IDs among 10 000 events: on SQLite the scan wins from about
+// 90%, on PostgreSQL already at 50%.
+func denseness(e storage.Engine) float64 {
+	if e == storage.EnginePostgres {
+		return 0.5
+	}
+	return 0.9
+}
+
+// readByNumber reads rows by their numbers: query selects the number, a primary key, then the
+// other columns, and ends in "WHERE <the key>"; scan reads one row. Numbers not stored are left
+// out. A long list that fills most of its range is read with one range scan in key order, which
+// skips the rows not asked for; it reads at most 1/denseness rows per number asked for.
+func readByNumber[T any](ctx context.Context, q storage.Querier, query string, nids []int64, scan func(*sql.Rows) (int64, T, error)) (map[int64]T, error) {
+	out := make(map[int64]T, len(nids))
+	if len(nids) == 0 {
+		return out, nil
+	}
+	sorted := slices.Clone(nids)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	lo, hi := sorted[0], sorted[len(sorted)-1]
+	span := float64(hi) - float64(lo) + 1 // in floating point, which cannot overflow
+	if len(sorted) < minRangeScan || float64(len(sorted)) < denseness(q.Engine())*span {
+		err := inBatches(ctx, q, query+` IN `, intArgs(sorted), func(rows *sql.Rows) error {
+			n, v, err := scan(rows)
+			if err == nil {
+				out[n] = v
+			}
+			return err
+		})
+		return out, err
+	}
+	rows, err := q.Query(ctx, query+` BETWEEN $1 AND $2 ORDER BY 1`, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	i := 0
+	for rows.Next() {
+		n, v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		for i < len(sorted) && sorted[i] < n {
+			i++
+		}
+		if i < len(sorted) && sorted[i] == n {
+			out[n] = v
+		}
+	}
+	return out, rows.Err()
 }

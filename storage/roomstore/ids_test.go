@@ -83,7 +83,7 @@ func TestLightLookups(t *testing.T) {
 		if err != nil || known[0] == 0 || known[1] != 0 {
 			t.Errorf("known state keys: %v %v", known, err)
 		}
-		cold := &Store{db: db, Chains: NewChains(10), keyNID: map[StateKey]int64{}, nidKey: map[int64]StateKey{}}
+		cold := newStore(db, 10, 10)
 		if again, err := cold.KnownStateKeyNIDs(ctx, db, []StateKey{{"m.room.create", ""}}); err != nil || again[0] != known[0] {
 			t.Errorf("known state keys with a cold cache: %v %v", again, err)
 		}

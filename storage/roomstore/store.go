@@ -20,14 +20,29 @@ const StreamOutput = "roomserver_output"
 // StateKey is a (type, state_key) pair.
 type StateKey struct{ Type, StateKey string }
 
+// Bounds of the store's caches, in entries. Measured, a state key takes about 220 bytes (both
+// directions) and an event ID about 100, so full caches hold some 50 MB each.
+const (
+	// MaxCachedStateKeys matches the room cache's bound on state entries, so that the current
+	// state of the cached rooms can be numbered without a query.
+	MaxCachedStateKeys = 250_000
+	// MaxCachedEventIDs keeps the IDs of the state of a few dozen large rooms, which
+	// /state_ids answers as IDs.
+	MaxCachedEventIDs = 500_000
+)
+
 // Store is the roomserver's storage on one database.
 type Store struct {
 	db     *storage.DB
 	Chains *Chains
 
-	mu     sync.RWMutex
-	keyNID map[StateKey]int64 // state keys are never renumbered, so these caches are never stale
-	nidKey map[int64]StateKey
+	// State keys are never renumbered and stored events never deleted, so what these caches
+	// hold is never stale; an evicted entry is read from the database again. mu is a leaf lock,
+	// held only around map operations.
+	mu       sync.Mutex
+	keyNID   genCache[StateKey, int64]
+	nidKey   genCache[int64, StateKey]
+	eventIDs genCache[int64, string]
 }
 
 // Open migrates the roomserver's tables and returns the store.
@@ -35,8 +50,55 @@ func Open(ctx context.Context, db *storage.DB) (*Store, error) {
 	if err := Migrate(ctx, db); err != nil {
 		return nil, err
 	}
-	return &Store{db: db, Chains: NewChains(4 << 20), keyNID: map[StateKey]int64{}, nidKey: map[int64]StateKey{}}, nil
+	return newStore(db, MaxCachedStateKeys, MaxCachedEventIDs), nil
 }
+
+func newStore(db *storage.DB, stateKeys, eventIDs int) *Store {
+	return &Store{db: db, Chains: NewChains(4 << 20), keyNID: newGenCache[StateKey, int64](stateKeys),
+		nidKey: newGenCache[int64, StateKey](stateKeys), eventIDs: newGenCache[int64, string](eventIDs)}
+}
+
+// CacheSizes reports how many state keys (counting the larger direction) and event IDs the
+// store's caches hold, for metrics.
+func (s *Store) CacheSizes() (stateKeys, eventIDs int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.keyNID.len(), s.nidKey.len()), s.eventIDs.len()
+}
+
+// genCache is a map bounded by entry count that evicts by generation: entries go into a young
+// map, and when it holds half the bound, the old map is dropped whole and the young one takes its
+// place. A hit in the old map moves the entry back to the young one, so entries in use stay.
+// Every operation costs a few map operations whatever the size; the caller locks.
+type genCache[K comparable, V any] struct {
+	half       int
+	young, old map[K]V
+}
+
+func newGenCache[K comparable, V any](maxEntries int) genCache[K, V] {
+	return genCache[K, V]{half: max(maxEntries/2, 1), young: map[K]V{}, old: map[K]V{}}
+}
+
+func (c *genCache[K, V]) get(k K) (V, bool) {
+	if v, ok := c.young[k]; ok {
+		return v, true
+	}
+	v, ok := c.old[k]
+	if ok {
+		c.put(k, v)
+	}
+	return v, ok
+}
+
+func (c *genCache[K, V]) put(k K, v V) {
+	delete(c.old, k)
+	if _, ok := c.young[k]; !ok && len(c.young) >= c.half {
+		c.old, c.young = c.young, make(map[K]V, c.half/8)
+	}
+	c.young[k] = v
+}
+
+func (c *genCache[K, V]) len() int { return len(c.young) + len(c.old) }
 
 // DB is the database the store is on.
 func (s *Store) DB() *storage.DB { return s.db }
@@ -82,13 +144,13 @@ func (s *Store) SetCurrentState(ctx context.Context, tx *storage.Tx, roomNID, sn
 // StateKeyNIDs numbers state keys, creating numbers for new ones; the result is in keys' order.
 func (s *Store) StateKeyNIDs(ctx context.Context, tx *storage.Tx, keys []StateKey) ([]int64, error) {
 	out := make([]int64, len(keys))
-	s.mu.RLock()
+	s.mu.Lock()
 	missing := false
 	for i, k := range keys {
-		out[i] = s.keyNID[k]
+		out[i], _ = s.keyNID.get(k)
 		missing = missing || out[i] == 0
 	}
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	if !missing {
 		return out, nil
 	}
@@ -107,40 +169,49 @@ func (s *Store) StateKeyNIDs(ctx context.Context, tx *storage.Tx, keys []StateKe
 	// only ever reused for the same key, which the retry inserts again.
 	s.mu.Lock()
 	for i, k := range keys {
-		s.keyNID[k], s.nidKey[out[i]] = out[i], k
+		s.rememberStateKey(k, out[i])
 	}
 	s.mu.Unlock()
 	return out, nil
+}
+
+// rememberStateKey caches a state key's number both ways; the caller holds s.mu.
+func (s *Store) rememberStateKey(k StateKey, nid int64) {
+	s.keyNID.put(k, nid)
+	s.nidKey.put(nid, k)
 }
 
 // StateKeys returns the pairs behind state key numbers.
 func (s *Store) StateKeys(ctx context.Context, q storage.Querier, nids []int64) (map[int64]StateKey, error) {
 	out := make(map[int64]StateKey, len(nids))
 	var missing []int64
-	s.mu.RLock()
+	s.mu.Lock()
 	for _, n := range nids {
-		if k, ok := s.nidKey[n]; ok {
+		if k, ok := s.nidKey.get(n); ok {
 			out[n] = k
 		} else {
 			missing = append(missing, n)
 		}
 	}
-	s.mu.RUnlock()
-	err := inBatches(ctx, q, `SELECT state_key_nid, event_type, state_key FROM room_state_keys WHERE state_key_nid IN `, intArgs(missing), func(rows *sql.Rows) error {
+	s.mu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	found, err := readByNumber(ctx, q, `SELECT state_key_nid, event_type, state_key FROM room_state_keys WHERE state_key_nid`, missing, func(rows *sql.Rows) (int64, StateKey, error) {
 		var n int64
 		var k StateKey
-		if err := rows.Scan(&n, &k.Type, &k.StateKey); err != nil {
-			return err
-		}
-		out[n] = k
-		s.mu.Lock()
-		s.keyNID[k], s.nidKey[n] = n, k
-		s.mu.Unlock()
-		return nil
+		err := rows.Scan(&n, &k.Type, &k.StateKey)
+		return n, k, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load state keys: %w", err)
 	}
+	s.mu.Lock()
+	for n, k := range found {
+		out[n] = k
+		s.rememberStateKey(k, n)
+	}
+	s.mu.Unlock()
 	return out, nil
 }
 

@@ -71,7 +71,7 @@ func TestRoomsEventsAndExtremities(t *testing.T) {
 		if err != nil || len(state) != 1 || state[StateKey{"m.room.create", ""}] != create.NID {
 			t.Fatalf("state: %v %v", state, err)
 		}
-		fresh := &Store{db: db, Chains: NewChains(10), keyNID: map[StateKey]int64{}, nidKey: map[int64]StateKey{}}
+		fresh := newStore(db, 10, 10)
 		if state, err := fresh.StateOf(ctx, db, room.Snapshot); err != nil || len(state) != 1 {
 			t.Fatalf("state with a cold key cache: %v %v", state, err)
 		}
