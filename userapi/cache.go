@@ -2,6 +2,7 @@ package userapi
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -35,6 +36,8 @@ type tokenCache struct {
 	epoch   uint64 // incremented by every invalidation
 	entries map[tokenHash]*cacheEntry
 	byUser  map[id.UserID]map[tokenHash]struct{}
+
+	hits, misses, evictions atomic.Int64
 }
 
 type cacheEntry struct {
@@ -56,10 +59,12 @@ func (c *tokenCache) get(h tokenHash, now time.Time) (*Device, bool) {
 	e, ok := c.entries[h]
 	if !ok || !now.Before(e.expires) {
 		c.mu.RUnlock()
+		c.misses.Add(1)
 		return nil, false // an expired entry is left for put's sweep; the query answers
 	}
 	d := e.dev
 	c.mu.RUnlock()
+	c.hits.Add(1)
 	return &d, true
 }
 
@@ -97,6 +102,7 @@ func (c *tokenCache) put(h tokenHash, dev Device, expires time.Time, epoch uint6
 // makeRoom drops expired entries and, if that is not enough, arbitrary ones (map iteration order
 // is random) down to 7/8 of the bound, so that a full cache does not sweep on every put.
 func (c *tokenCache) makeRoom(now time.Time) {
+	before := len(c.entries)
 	for h, e := range c.entries {
 		if !now.Before(e.expires) {
 			c.remove(h, e)
@@ -108,6 +114,7 @@ func (c *tokenCache) makeRoom(now time.Time) {
 		}
 		c.remove(h, e)
 	}
+	c.evictions.Add(int64(before - len(c.entries)))
 }
 
 func (c *tokenCache) remove(h tokenHash, e *cacheEntry) {
@@ -148,3 +155,21 @@ func (c *tokenCache) len() int {
 	defer c.mu.RUnlock()
 	return len(c.entries)
 }
+
+// CacheStats measures the access token cache.
+type CacheStats struct {
+	Tokens, MaxTokens int // entries held, and their bound
+	// Hits and Misses count token checks answered from the cache or not; Evictions counts
+	// entries dropped to make room, expired ones included.
+	Hits, Misses, Evictions int64
+}
+
+func (c *tokenCache) stats() CacheStats {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return CacheStats{Tokens: len(c.entries), MaxTokens: c.max,
+		Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load()}
+}
+
+// CacheStats reports how the access token cache is doing, for metrics.
+func (u *Users) CacheStats() CacheStats { return u.cache.stats() }
