@@ -183,7 +183,9 @@ func (u *Users) SetPassword(ctx context.Context, userID id.UserID, password stri
 	if err != nil {
 		return err
 	}
+	var listPos int64
 	err = u.db.WithTx(ctx, func(tx *storage.Tx) error {
+		listPos = 0
 		if err := requireActive(ctx, tx, userID); err != nil {
 			return err
 		}
@@ -191,7 +193,9 @@ func (u *Users) SetPassword(ctx context.Context, userID id.UserID, password stri
 			return err
 		}
 		if logoutDevices {
-			return deleteDevicesExcept(ctx, tx, userID, keep)
+			var err error
+			listPos, err = deleteDevicesExcept(ctx, tx, userID, keep)
+			return err
 		}
 		return nil
 	})
@@ -203,6 +207,7 @@ func (u *Users) SetPassword(ctx context.Context, userID id.UserID, password stri
 	}
 	if logoutDevices {
 		u.revoked(userID)
+		u.deviceListChanged(userID, listPos)
 	}
 	return nil
 }
@@ -247,6 +252,7 @@ func (u *Users) SetAdmin(ctx context.Context, userID id.UserID, admin bool) erro
 // profile) and marks it deactivated, keeping the row so the user ID is never reused. Deactivating
 // an account twice is not an error (a second call with erase still erases the profile).
 func (u *Users) Deactivate(ctx context.Context, userID id.UserID, erase bool) error {
+	var listPos int64
 	err := u.db.WithTx(ctx, func(tx *storage.Tx) error {
 		res, err := tx.Exec(ctx, `UPDATE accounts SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1`, userID)
 		if err != nil {
@@ -257,9 +263,6 @@ func (u *Users) Deactivate(ctx context.Context, userID id.UserID, erase bool) er
 		} else if n == 0 {
 			return ErrNotFound
 		}
-		if err := deleteDevicesExcept(ctx, tx, userID, ""); err != nil {
-			return err
-		}
 		if _, err := tx.Exec(ctx, `DELETE FROM login_tokens WHERE user_id = $1`, userID); err != nil {
 			return err
 		}
@@ -268,7 +271,9 @@ func (u *Users) Deactivate(ctx context.Context, userID id.UserID, erase bool) er
 				return err
 			}
 		}
-		return nil
+		// Last: it draws the device-list position, which holds up that stream's other writers.
+		listPos, err = deleteDevicesExcept(ctx, tx, userID, "")
+		return err
 	})
 	if errors.Is(err, ErrNotFound) {
 		return err
@@ -277,6 +282,7 @@ func (u *Users) Deactivate(ctx context.Context, userID id.UserID, erase bool) er
 		return fmt.Errorf("userapi: deactivate %s: %w", userID, err)
 	}
 	u.revoked(userID)
+	u.deviceListChanged(userID, listPos)
 	return nil
 }
 

@@ -211,4 +211,10 @@ type API interface {
 	// UseRegistrationToken counts one completed registration against the token, atomically
 	// checking it is still valid (ErrTokenExhausted otherwise, ErrNotFound if unknown).
 	UseRegistrationToken(ctx context.Context, token string) error
+
+	// DeviceListChanges returns the device-list changes with positions in (from, to] of
+	// StreamDeviceLists, oldest first, at most limit (devicelists.go).
+	DeviceListChanges(ctx context.Context, from, to int64, limit int) ([]DeviceListChange, error)
+	// DeviceListsChanged returns the users whose device list changed in (from, to].
+	DeviceListsChanged(ctx context.Context, from, to int64) ([]id.UserID, error)
 }

@@ -30,7 +30,9 @@ func (u *Users) CreateDevice(ctx context.Context, req NewDevice) (*Device, Token
 	}
 	var dev *Device
 	var reused bool
+	var listPos int64
 	err := u.db.WithTx(ctx, func(tx *storage.Tx) error {
+		listPos = 0
 		acc, err := scanAccount(tx.QueryRow(ctx, `SELECT `+accountColumns+` FROM accounts WHERE user_id = $1`, req.UserID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
@@ -63,7 +65,14 @@ func (u *Users) CreateDevice(ctx context.Context, req NewDevice) (*Device, Token
 				return fmt.Errorf("store refresh token: %w", err)
 			}
 		}
-		return insertAccessToken(ctx, tx, accessHash, dev, msOrNull(now, toks.ExpiresIn), refreshID, now.UnixMilli())
+		if err := insertAccessToken(ctx, tx, accessHash, dev, msOrNull(now, toks.ExpiresIn), refreshID, now.UnixMilli()); err != nil {
+			return err
+		}
+		if reused && req.DisplayName == "" {
+			return nil // the same device logging in again: nothing /keys/query shows has changed
+		}
+		listPos, err = RecordDeviceListChange(ctx, tx, dev.UserID, []id.DeviceID{dev.DeviceID}, false)
+		return err
 	})
 	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDeactivated) {
 		return nil, Tokens{}, err
@@ -74,6 +83,7 @@ func (u *Users) CreateDevice(ctx context.Context, req NewDevice) (*Device, Token
 	if reused {
 		u.revoked(req.UserID)
 	}
+	u.deviceListChanged(req.UserID, listPos)
 	return dev, toks, nil
 }
 
@@ -146,14 +156,36 @@ func deleteTokens(ctx context.Context, tx *storage.Tx, userID id.UserID, deviceI
 	return nil
 }
 
-// deleteDevicesExcept deletes every device of userID but keep ("" keeps none), with their tokens.
-func deleteDevicesExcept(ctx context.Context, tx *storage.Tx, userID id.UserID, keep id.DeviceID) error {
-	for _, table := range []string{"access_tokens", "refresh_tokens", "devices"} {
+// deleteDevicesExcept deletes every device of userID but keep ("" keeps none), with their tokens,
+// and records the deletions on the device-list stream; it returns that position, 0 if no device
+// was deleted.
+func deleteDevicesExcept(ctx context.Context, tx *storage.Tx, userID id.UserID, keep id.DeviceID) (int64, error) {
+	for _, table := range []string{"access_tokens", "refresh_tokens"} {
 		if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND device_id <> $2`, userID, keep); err != nil {
-			return fmt.Errorf("delete from %s: %w", table, err)
+			return 0, fmt.Errorf("delete from %s: %w", table, err)
 		}
 	}
-	return nil
+	rows, err := tx.Query(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id <> $2 RETURNING device_id`, userID, keep)
+	if err != nil {
+		return 0, fmt.Errorf("delete from devices: %w", err)
+	}
+	var deleted []id.DeviceID
+	for rows.Next() {
+		var d id.DeviceID
+		if err := rows.Scan(&d); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("delete from devices: %w", err)
+		}
+		deleted = append(deleted, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("delete from devices: %w", err)
+	}
+	if len(deleted) == 0 {
+		return 0, nil
+	}
+	return RecordDeviceListChange(ctx, tx, userID, deleted, true)
 }
 
 // revoked drops the cached sessions of userID after a committed change revoked some of its
@@ -212,13 +244,17 @@ func (u *Users) Device(ctx context.Context, userID id.UserID, deviceID id.Device
 
 // RenameDevice sets a device's display name; ErrNotFound if none.
 func (u *Users) RenameDevice(ctx context.Context, userID id.UserID, deviceID id.DeviceID, name string) error {
-	var n int64
+	var n, listPos int64
 	err := u.db.WithTx(ctx, func(tx *storage.Tx) error {
 		res, err := tx.Exec(ctx, `UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2`, userID, deviceID, name)
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		// The name is part of what /keys/query answers (unsigned.device_display_name).
+		listPos, err = RecordDeviceListChange(ctx, tx, userID, []id.DeviceID{deviceID}, false)
 		return err
 	})
 	if err != nil {
@@ -228,6 +264,7 @@ func (u *Users) RenameDevice(ctx context.Context, userID id.UserID, deviceID id.
 		return ErrNotFound
 	}
 	u.revoked(userID) // cached devices carry the name
+	u.deviceListChanged(userID, listPos)
 	return nil
 }
 
@@ -236,30 +273,50 @@ func (u *Users) DeleteDevices(ctx context.Context, userID id.UserID, deviceIDs [
 	if len(deviceIDs) == 0 {
 		return nil
 	}
+	var listPos int64
 	err := u.db.WithTx(ctx, func(tx *storage.Tx) error {
+		var deleted []id.DeviceID
 		for _, d := range deviceIDs {
 			if err := deleteTokens(ctx, tx, userID, d); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id = $2`, userID, d); err != nil {
+			res, err := tx.Exec(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id = $2`, userID, d)
+			if err != nil {
 				return fmt.Errorf("delete device %s: %w", d, err)
 			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("delete device %s: %w", d, err)
+			} else if n > 0 {
+				deleted = append(deleted, d)
+			}
 		}
-		return nil
+		listPos = 0
+		if len(deleted) == 0 {
+			return nil
+		}
+		var err error
+		listPos, err = RecordDeviceListChange(ctx, tx, userID, deleted, true)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("userapi: delete devices of %s: %w", userID, err)
 	}
 	u.revoked(userID)
+	u.deviceListChanged(userID, listPos)
 	return nil
 }
 
 // DeleteAllDevices deletes every device of the user but keep ("" keeps none), with their tokens.
 func (u *Users) DeleteAllDevices(ctx context.Context, userID id.UserID, keep id.DeviceID) error {
-	err := u.db.WithTx(ctx, func(tx *storage.Tx) error { return deleteDevicesExcept(ctx, tx, userID, keep) })
+	var listPos int64
+	err := u.db.WithTx(ctx, func(tx *storage.Tx) (err error) {
+		listPos, err = deleteDevicesExcept(ctx, tx, userID, keep)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("userapi: delete devices of %s: %w", userID, err)
 	}
 	u.revoked(userID)
+	u.deviceListChanged(userID, listPos)
 	return nil
 }

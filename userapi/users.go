@@ -78,6 +78,9 @@ func New(ctx context.Context, db *storage.DB, opts Options) (*Users, error) {
 	if err := db.Migrate(ctx, "userapi", migrations); err != nil {
 		return nil, fmt.Errorf("userapi: %w", err)
 	}
+	if err := migrateDeviceLists(ctx, db); err != nil {
+		return nil, fmt.Errorf("userapi: %w", err)
+	}
 	u := &Users{db: db, opts: opts, log: opts.Logger, now: time.Now, cache: newTokenCache(defaultCacheSize)}
 	u.seen = newSeenRecorder(u)
 	return u, nil
