@@ -34,6 +34,7 @@ type Config struct {
 	Registration Registration `yaml:"registration"`
 	RateLimits   RateLimits   `yaml:"rate_limits"`
 	UserDir      UserDir      `yaml:"user_directory"`
+	Presence     Presence     `yaml:"presence"`
 	Log          Log          `yaml:"log"`
 
 	// Dir is the folder relative paths are resolved against: the config file's folder.
@@ -74,6 +75,11 @@ type UserDir struct {
 	SearchAllUsers bool `yaml:"search_all_users"`
 }
 
+// Presence configures presence (online/unavailable/offline and status messages).
+type Presence struct {
+	Enabled bool `yaml:"enabled"`
+}
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`
@@ -96,6 +102,7 @@ func Default(serverName string) *Config {
 		}},
 		Registration: defaultRegistration(),
 		RateLimits:   defaultRateLimits(),
+		Presence:     Presence{Enabled: true},
 		Log:          Log{Level: "info", Format: "text"},
 	}
 }

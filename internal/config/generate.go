@@ -112,6 +112,12 @@ user_directory:
   # searcher or are in a public room. Default: false
   search_all_users: {{.UserDir.SearchAllUsers}}
 
+presence:
+  # Track and share who is online, idle or offline and their status messages. false stores
+  # and sends nothing: everyone appears offline and setting presence is accepted and ignored.
+  # Default: true
+  enabled: {{.Presence.Enabled}}
+
 log:
   # One of debug, info, warn, error. Default: info
   level: {{q .Log.Level}}
