@@ -274,3 +274,47 @@ func BenchmarkEventIDs(b *testing.B) {
 		})
 	}
 }
+
+// TestStateKeyRollback numbers a key in a transaction that rolls back, as WithTx does before it
+// retries: the number must not outlive the transaction in the cache, or the retry would use it
+// without storing the key, and on SQLite the next new key would be given it too.
+func TestStateKeyRollback(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		migrated(t, db)
+		s := newStore(db, MaxCachedStateKeys, 10)
+		k, other := StateKey{"m.room.member", "@k:x"}, StateKey{"m.room.member", "@other:x"}
+		errRollback := fmt.Errorf("roll back")
+		err := db.WithTx(ctx, func(tx *storage.Tx) error {
+			if _, err := s.StateKeyNIDs(ctx, tx, []StateKey{k}); err != nil {
+				return err
+			}
+			return errRollback
+		})
+		if err != errRollback {
+			t.Fatal(err)
+		}
+		var nids []int64
+		err = db.WithTx(ctx, func(tx *storage.Tx) error { // the retry, then another key
+			var err error
+			nids, err = s.StateKeyNIDs(ctx, tx, []StateKey{k, other})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nids[0] == nids[1] {
+			t.Fatalf("%v and %v share number %d", k, other, nids[0])
+		}
+		for _, store := range []*Store{s, newStore(db, 10, 10)} { // cached, and from the database
+			got, err := store.StateKeys(ctx, db, nids)
+			if err != nil || got[nids[0]] != k || got[nids[1]] != other {
+				t.Errorf("state keys %v: %v %v", nids, got, err)
+			}
+			known, err := store.KnownStateKeyNIDs(ctx, db, []StateKey{k, other})
+			if err != nil || known[0] != nids[0] || known[1] != nids[1] {
+				t.Errorf("known numbers %v, want %v: %v", known, nids, err)
+			}
+		}
+	})
+}

@@ -150,10 +150,11 @@ func (s *Store) KnownStateKeyNIDs(ctx context.Context, q storage.Querier, keys [
 		} else if err != nil {
 			return nil, fmt.Errorf("look up state key %v: %w", k, err)
 		}
-		// Only committed numbers are read here (or this transaction's own), so caching is safe.
-		s.mu.Lock()
-		s.rememberStateKey(k, out[i])
-		s.mu.Unlock()
+		if _, inTx := q.(*storage.Tx); !inTx { // see StateKeyNIDs
+			s.mu.Lock()
+			s.rememberStateKey(k, out[i])
+			s.mu.Unlock()
+		}
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 
 	"github.com/latticehq/lattice/storage"
@@ -142,6 +143,10 @@ func (s *Store) SetCurrentState(ctx context.Context, tx *storage.Tx, roomNID, sn
 }
 
 // StateKeyNIDs numbers state keys, creating numbers for new ones; the result is in keys' order.
+// What it reads in the transaction is not cached: should the transaction roll back, a number it
+// created would not exist, a retry that found it cached would not store the key again, and on
+// SQLite the number would go to the next new key as well. Numbers are cached when read outside
+// a transaction, as loading a room's state does.
 func (s *Store) StateKeyNIDs(ctx context.Context, tx *storage.Tx, keys []StateKey) ([]int64, error) {
 	out := make([]int64, len(keys))
 	s.mu.Lock()
@@ -158,21 +163,29 @@ func (s *Store) StateKeyNIDs(ctx context.Context, tx *storage.Tx, keys []StateKe
 		if out[i] != 0 {
 			continue
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO room_state_keys (event_type, state_key) VALUES ($1, $2) ON CONFLICT DO NOTHING`, k.Type, k.StateKey); err != nil {
+		n, err := numberStateKey(ctx, tx, k)
+		if err != nil {
 			return nil, fmt.Errorf("number state key %v: %w", k, err)
 		}
-		if err := tx.QueryRow(ctx, `SELECT state_key_nid FROM room_state_keys WHERE event_type = $1 AND state_key = $2`, k.Type, k.StateKey).Scan(&out[i]); err != nil {
-			return nil, fmt.Errorf("number state key %v: %w", k, err)
-		}
+		out[i] = n
 	}
-	// Cached only after commit would be stricter, but a number from a rolled-back insert is
-	// only ever reused for the same key, which the retry inserts again.
-	s.mu.Lock()
-	for i, k := range keys {
-		s.rememberStateKey(k, out[i])
-	}
-	s.mu.Unlock()
 	return out, nil
+}
+
+// numberStateKey returns the number of a state key, creating it if there is none. It looks first:
+// keys numbered before are the common case, as new numbers are not cached.
+func numberStateKey(ctx context.Context, tx *storage.Tx, k StateKey) (int64, error) {
+	var n int64
+	for range 2 { // the second look finds a key another writer numbered between the statements
+		err := tx.QueryRow(ctx, `SELECT state_key_nid FROM room_state_keys WHERE event_type = $1 AND state_key = $2`, k.Type, k.StateKey).Scan(&n)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = tx.QueryRow(ctx, `INSERT INTO room_state_keys (event_type, state_key) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING state_key_nid`, k.Type, k.StateKey).Scan(&n)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return n, err
+		}
+	}
+	return 0, errors.New("neither found nor inserted")
 }
 
 // rememberStateKey caches a state key's number both ways; the caller holds s.mu.
@@ -206,12 +219,14 @@ func (s *Store) StateKeys(ctx context.Context, q storage.Querier, nids []int64) 
 	if err != nil {
 		return nil, fmt.Errorf("load state keys: %w", err)
 	}
-	s.mu.Lock()
-	for n, k := range found {
-		out[n] = k
-		s.rememberStateKey(k, n)
+	maps.Copy(out, found)
+	if _, inTx := q.(*storage.Tx); !inTx { // see StateKeyNIDs
+		s.mu.Lock()
+		for n, k := range found {
+			s.rememberStateKey(k, n)
+		}
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	return out, nil
 }
 
