@@ -28,10 +28,14 @@ import (
 	"github.com/latticehq/lattice/internal/config"
 	"github.com/latticehq/lattice/internal/httpapi"
 	"github.com/latticehq/lattice/internal/notifier"
+	"github.com/latticehq/lattice/internal/ratelimit"
 	"github.com/latticehq/lattice/roomserver"
 	"github.com/latticehq/lattice/storage"
 	"github.com/latticehq/lattice/syncapi"
+	"github.com/latticehq/lattice/syncapi/ephemeral"
+	"github.com/latticehq/lattice/syncapi/presence"
 	"github.com/latticehq/lattice/syncapi/search"
+	"github.com/latticehq/lattice/syncapi/todevice"
 	"github.com/latticehq/lattice/userapi"
 )
 
@@ -50,6 +54,9 @@ type Server struct {
 	rooms    *roomserver.Roomserver
 	search   *search.Search
 	sync     *syncapi.API
+	eph      *ephemeral.API
+	presence *presence.Tracker
+	toDevice *todevice.API
 
 	listeners []*listener
 	started   bool
@@ -90,8 +97,36 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		db.Close()
 		return nil, err
 	}
-	syncAPI, err := syncapi.New(ctx, syncapi.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, Logger: logger})
+	rl := cfg.RateLimits
+	eph, err := ephemeral.New(ctx, ephemeral.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, Logger: logger,
+		Limiter: ratelimit.New(rl.Message.PerSecond, rl.Message.Burst, rl.Enabled)})
 	if err != nil {
+		users.Close()
+		db.Close()
+		return nil, err
+	}
+	pres, err := presence.New(ctx, presence.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, Logger: logger,
+		ServerName: cfg.ServerName, Enabled: cfg.Presence.Enabled})
+	if err != nil {
+		eph.Close()
+		users.Close()
+		db.Close()
+		return nil, err
+	}
+	toDevice, err := todevice.New(ctx, todevice.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, Logger: logger,
+		ServerName: cfg.ServerName})
+	if err != nil {
+		pres.Close()
+		eph.Close()
+		users.Close()
+		db.Close()
+		return nil, err
+	}
+	syncAPI, err := syncapi.New(ctx, syncapi.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, Logger: logger,
+		Sources: append(append(eph.Sources(), pres), toDevice.Sources()...), Presence: pres})
+	if err != nil {
+		pres.Close()
+		eph.Close()
 		users.Close()
 		db.Close()
 		return nil, err
@@ -100,6 +135,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		SearchAllUsers: cfg.UserDir.SearchAllUsers, Logger: logger})
 	if err != nil {
 		syncAPI.Close()
+		pres.Close()
+		eph.Close()
 		users.Close()
 		db.Close()
 		return nil, err
@@ -113,6 +150,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		rooms:    rooms,
 		search:   srch,
 		sync:     syncAPI,
+		eph:      eph,
+		presence: pres,
+		toDevice: toDevice,
 		key:      key,
 		metrics:  prometheus.NewRegistry(),
 	}
@@ -128,6 +168,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 			client.Register(r)
 			srch.Register(r)
 			syncAPI.Register(r)
+			eph.Register(r)
+			pres.Register(r)
+			toDevice.Register(r)
 			r.Handle("/", http.HandlerFunc(s.landing)).Methods(http.MethodGet, http.MethodHead)
 		}
 		if slices.Contains(lc.Resources, config.ResourceFederation) {
@@ -160,6 +203,8 @@ func (s *Server) Start() error {
 	}
 	s.started = true
 	s.search.Start()
+	s.presence.Start()
+	s.toDevice.Start()
 	for _, l := range s.listeners {
 		ln, err := net.Listen("tcp", l.cfg.Address)
 		if err != nil {
@@ -241,6 +286,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		wg.Wait()
 		s.sync.Close()
+		s.presence.Close()
+		s.eph.Close()
+		s.toDevice.Close()
 		errs = append(errs, s.search.Close(), s.users.Close(), s.db.Close())
 		s.closeErr = errors.Join(errs...)
 	})

@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/latticehq/lattice/internal/httpapi"
+	"github.com/latticehq/lattice/internal/notifier"
 	"github.com/latticehq/lattice/internal/synctoken"
 	"github.com/latticehq/lattice/roomserver"
 	"github.com/latticehq/lattice/storage/syncstore"
@@ -21,8 +22,9 @@ import (
 )
 
 const (
-	// maxSyncTimeout caps a long-poll; clients ask for 30 s.
-	maxSyncTimeout = 5 * time.Minute
+	// maxSyncTimeout caps a long-poll; clients ask for 30 s, and presence takes a user who starts
+	// no sync for 3 min as gone.
+	maxSyncTimeout = 2 * time.Minute
 	// defaultTimelineLimit is the timeline length without a filter's limit.
 	defaultTimelineLimit = 10
 	// maxTimelineLimit bounds what a filter may ask for.
@@ -190,9 +192,9 @@ func other(tok synctoken.Stream, name string) int64 {
 	return 0
 }
 
-// sync answers GET /sync (client-server API, "Syncing"): at once when anything is new since
-// the token (or there is no token), else when something arrives for the user or the timeout
-// passes.
+// sync answers GET /sync (client-server API, "Syncing"): at once when anything is new for the
+// user since the token (or there is no token), else when something arrives for them or the
+// timeout passes.
 func (a *API) sync(w http.ResponseWriter, r *http.Request, dev *userapi.Device) error {
 	ctx := r.Context()
 	p, err := a.parseSync(ctx, r, dev)
@@ -202,27 +204,65 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, dev *userapi.Device) 
 	if _, err := a.catchUp(ctx); err != nil {
 		return err
 	}
-	now, err := a.positions(ctx)
-	if err != nil {
-		return err
-	}
-	if p.since != nil && p.timeout > 0 && !p.fullState && !ahead(now, *p.since) {
-		if now, err = a.wait(ctx, dev.UserID, *p.since, p.timeout); err != nil {
+	deadline := time.Now().Add(p.timeout)
+	for {
+		now, err := a.positions(ctx)
+		if err != nil {
+			return err
+		}
+		var resp *synctypes.Response
+		if p.since == nil || p.fullState || ahead(now, *p.since) {
+			// Streams move for everyone; only a built response tells whether anything is
+			// for this user.
+			if resp, err = a.build(ctx, dev, p, now); err != nil {
+				return err
+			}
+		}
+		if resp != nil && (!resp.Empty() || p.since == nil || p.fullState) {
+			httpapi.WriteJSON(w, http.StatusOK, resp)
+			return nil
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			if resp == nil {
+				// Nothing moved: answer from the positions alone, and let the sources drop
+				// what the token acknowledges.
+				if err := a.acknowledge(ctx, dev, *p.since); err != nil {
+					return err
+				}
+				resp = synctypes.NewResponse()
+				resp.NextBatch = p.since.String()
+			}
+			httpapi.WriteJSON(w, http.StatusOK, resp)
+			return nil
+		}
+		if resp != nil {
+			// Nothing for this user up to now: wait from here.
+			next, err := synctoken.ParseStream(resp.NextBatch)
+			if err != nil {
+				return err
+			}
+			p.since = &next
+		}
+		if err := a.wait(ctx, dev.UserID, *p.since, remaining); errors.Is(err, notifier.ErrClosed) {
+			// Shutting down: the client gets what there is and comes back.
+			deadline = time.Now()
+		} else if err != nil {
 			return err
 		}
 	}
-	if p.since != nil && !p.fullState && !ahead(now, *p.since) {
-		// Nothing moved: answer from the positions alone, without reading anything.
-		resp := synctypes.NewResponse()
-		resp.NextBatch = p.since.String()
-		httpapi.WriteJSON(w, http.StatusOK, resp)
-		return nil
+}
+
+// acknowledge passes a token's positions to the sources that delete what it confirms.
+func (a *API) acknowledge(ctx context.Context, dev *userapi.Device, since synctoken.Stream) error {
+	req := &synctypes.Request{User: dev.UserID, Device: dev.DeviceID}
+	for _, s := range a.sources {
+		if ack, ok := s.(synctypes.Acknowledger); ok {
+			if err := ack.Acknowledge(ctx, req, other(since, s.Stream())); err != nil {
+				return err
+			}
+		}
 	}
-	resp, err := a.build(ctx, dev, p, now)
-	if err != nil {
-		return err
-	}
-	httpapi.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 
@@ -242,11 +282,11 @@ func ahead(now, since synctoken.Stream) bool {
 }
 
 // wait blocks until a stream moves for the user (a room they are in, or the user themself)
-// or the timeout passes, and returns the positions then.
-func (a *API) wait(ctx context.Context, user id.UserID, since synctoken.Stream, timeout time.Duration) (synctoken.Stream, error) {
+// or the timeout passes.
+func (a *API) wait(ctx context.Context, user id.UserID, since synctoken.Stream, timeout time.Duration) error {
 	rooms, err := a.memberships(ctx, user)
 	if err != nil {
-		return since, err
+		return err
 	}
 	keys := []string{userapi.UserKey(user)}
 	for room, m := range rooms {
@@ -260,23 +300,14 @@ func (a *API) wait(ctx context.Context, user id.UserID, since synctoken.Stream, 
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for {
-		err := a.nf.Wait(wctx, sinceMap, keys...)
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-				return since, ctx.Err()
-			}
-			// The notifier is closing: answer with what there is.
-			return a.positions(ctx)
-		}
-		now, perr := a.positions(ctx)
-		if perr != nil {
-			return since, perr
-		}
-		if err != nil || ahead(now, since) {
-			return now, nil
-		}
+	err = a.nf.Wait(wctx, sinceMap, keys...)
+	switch {
+	case err == nil, errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
 	}
+	return err // the notifier is closing (notifier.ErrClosed)
 }
 
 // build assembles the response for the positions in (since, now].
@@ -296,8 +327,21 @@ func (a *API) build(ctx context.Context, dev *userapi.Device, p *syncParams, now
 	if err := a.accountData(ctx, req, rb, other(since, synctypes.StreamAccountData), other(now, synctypes.StreamAccountData), resp); err != nil {
 		return nil, err
 	}
-	for _, s := range a.sources {
-		if err := s.Collect(ctx, req, other(since, s.Stream()), other(now, s.Stream()), resp); err != nil {
+	for i, name := range synctypes.TokenOrder {
+		s := a.source(name)
+		if s == nil {
+			continue
+		}
+		from, to := other(since, name), other(now, name)
+		if ls, ok := s.(synctypes.LimitedSource); ok {
+			reached, err := ls.CollectLimited(ctx, req, from, to, resp)
+			if err != nil {
+				return nil, err
+			}
+			now.Others[i] = reached
+			continue
+		}
+		if err := s.Collect(ctx, req, from, to, resp); err != nil {
 			return nil, err
 		}
 	}

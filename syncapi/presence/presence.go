@@ -128,6 +128,7 @@ type Tracker struct {
 
 	cursor    atomic.Int64 // the consumer's position on the output stream
 	startOnce sync.Once
+	started   bool // Start read the output position; consumeLoop does otherwise
 	stop      context.CancelFunc
 	done      sync.WaitGroup
 }

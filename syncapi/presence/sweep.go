@@ -22,6 +22,11 @@ func (t *Tracker) Start() {
 	t.startOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		t.stop = cancel
+		// Start at the stream's end, read now: what is sent once Start returns is seen.
+		if at, err := t.opts.Rooms.OutputPosition(ctx); err == nil {
+			t.cursor.Store(at)
+			t.started = true
+		}
 		t.done.Add(2)
 		go func() {
 			defer t.done.Done()
@@ -148,7 +153,7 @@ func (t *Tracker) flush(ctx context.Context, due func(*record) bool) error {
 // consumeLoop follows the roomserver's output stream, sleeping on the notifier in between.
 func (t *Tracker) consumeLoop(ctx context.Context) {
 	backoff := time.Duration(0)
-	started := false
+	started := t.started
 	for {
 		var n int
 		var err error

@@ -211,3 +211,23 @@ var TokenOrder = []string{StreamAccountData, StreamReceipts, StreamTyping, Strea
 // events, with the keys of the rooms (roomserver.RoomKey) and of the users whose membership
 // changed (userapi.UserKey).
 const StreamTimeline = "sync_timeline"
+
+// LimitedSource is a Source that may deliver only the start of (from, to], to keep responses
+// small; it returns the position it reached, which the response's token then carries, so the
+// next sync continues from there at once.
+type LimitedSource interface {
+	CollectLimited(ctx context.Context, req *Request, from, to int64, resp *Response) (int64, error)
+}
+
+// Acknowledger is a Source that deletes what a client confirmed having received by presenting
+// a token: the sync core calls it when nothing new is collected for the token.
+type Acknowledger interface {
+	Acknowledge(ctx context.Context, req *Request, since int64) error
+}
+
+// Empty reports whether a response carries nothing for the client.
+func (r *Response) Empty() bool {
+	return len(r.Rooms.Join) == 0 && len(r.Rooms.Invite) == 0 && len(r.Rooms.Leave) == 0 && len(r.Rooms.Knock) == 0 &&
+		len(r.AccountData.Events) == 0 && len(r.Presence.Events) == 0 && len(r.ToDevice.Events) == 0 &&
+		len(r.DeviceLists.Changed) == 0 && len(r.DeviceLists.Left) == 0
+}
