@@ -63,6 +63,7 @@ func (a *API) Register(r *mux.Router) {
 	a.registerDirectoryRoutes(r)
 	a.registerHierarchyRoutes(r)
 	a.registerUpgradeRoutes(r)
+	a.registerPushRuleRoutes(r)
 }
 
 // handle registers h at path under both /_matrix/client/r0 and /_matrix/client/v3, as older

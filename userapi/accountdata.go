@@ -55,7 +55,8 @@ func (u *Users) GetAccountData(ctx context.Context, userID id.UserID, roomID id.
 
 // AccountDataSince returns the user's entries changed after position from (0: all) in stream
 // order, and the position to continue from: at least the stream's position when the call began,
-// so a caller's token moves on even when this user had nothing new.
+// so a caller's token moves on even when this user had nothing new. With from 0 the entries
+// include m.push_rules with the current ruleset, at position 0 if the user never changed it.
 func (u *Users) AccountDataSince(ctx context.Context, userID id.UserID, from int64) ([]AccountData, int64, error) {
 	// Read the stream position before the entries: positions commit in order, so every change
 	// up to it is visible to the query that follows.
@@ -83,6 +84,13 @@ func (u *Users) AccountDataSince(ctx context.Context, userID id.UserID, from int
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("userapi: account data of %s: %w", userID, err)
+	}
+	if from == 0 {
+		// The whole account data always has the current push rules, even for a user who never
+		// changed one (pushrules.go).
+		if out, err = u.withCurrentPushRules(ctx, userID, out); err != nil {
+			return nil, 0, fmt.Errorf("userapi: account data of %s: %w", userID, err)
+		}
 	}
 	return out, next, nil
 }

@@ -217,4 +217,20 @@ type API interface {
 	DeviceListChanges(ctx context.Context, from, to int64, limit int) ([]DeviceListChange, error)
 	// DeviceListsChanged returns the users whose device list changed in (from, to].
 	DeviceListsChanged(ctx context.Context, from, to int64) ([]id.UserID, error)
+
+	// PushRules returns the user's global push ruleset: the server-default rules with the user's
+	// changes, and the user's own rules, in priority order (pushrules.go).
+	PushRules(ctx context.Context, userID id.UserID) (*PushRuleset, error)
+	// PushRule returns one rule of the ruleset, ErrNotFound if none.
+	PushRule(ctx context.Context, userID id.UserID, kind PushRuleKind, ruleID string) (*PushRule, error)
+	// PutPushRule adds or replaces a user-defined rule, placed before or after another of the
+	// user's rules of the kind when one is named. Every push rule change writes the whole ruleset
+	// as m.push_rules account data.
+	PutPushRule(ctx context.Context, userID id.UserID, kind PushRuleKind, rule PushRule, before, after string) error
+	// DeletePushRule deletes a user-defined rule.
+	DeletePushRule(ctx context.Context, userID id.UserID, kind PushRuleKind, ruleID string) error
+	// SetPushRuleEnabled enables or disables a rule, user-defined or server-default.
+	SetPushRuleEnabled(ctx context.Context, userID id.UserID, kind PushRuleKind, ruleID string, enabled bool) error
+	// SetPushRuleActions replaces a rule's actions, user-defined or server-default.
+	SetPushRuleActions(ctx context.Context, userID id.UserID, kind PushRuleKind, ruleID string, actions []PushAction) error
 }

@@ -124,4 +124,30 @@ var migrations = []storage.Migration{{
 	Name:     "accounts, devices, tokens, profiles, account data, filters, UIA, registration tokens",
 	SQLite:   engineSQL(storage.EngineSQLite),
 	Postgres: engineSQL(storage.EnginePostgres),
+}, {
+	Version: 2,
+	Name:    "push rules",
+	// A user's own push rules (client-server API, "Push Rules"), and their changes to the
+	// server-default rules, which are not stored: NULL there keeps the default. priority orders
+	// the user's rules of one kind, higher first. Conditions and actions are JSON arrays; a rule's
+	// conditions are NULL for the kinds that have none (content, room, sender).
+	SQL: `CREATE TABLE push_rules (
+		user_id    TEXT    NOT NULL,
+		kind       TEXT    NOT NULL,
+		rule_id    TEXT    NOT NULL,
+		priority   BIGINT  NOT NULL,
+		conditions TEXT,
+		pattern    TEXT    NOT NULL,
+		actions    TEXT    NOT NULL,
+		enabled    BOOLEAN NOT NULL,
+		PRIMARY KEY (user_id, kind, rule_id)
+	);
+	CREATE TABLE push_rule_defaults (
+		user_id TEXT NOT NULL,
+		kind    TEXT NOT NULL,
+		rule_id TEXT NOT NULL,
+		enabled BOOLEAN,
+		actions TEXT,
+		PRIMARY KEY (user_id, kind, rule_id)
+	);`,
 }}
