@@ -20,12 +20,21 @@ func TestMatrixJSSDK(t *testing.T) {
 		t.Fatal("matrix-js-sdk is not installed: run 'npm ci --prefix e2e/js' (make test does)")
 	}
 	s := Start(t)
-	for _, script := range []string{"accounts.mjs"} {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		out, err := exec.CommandContext(ctx, node, filepath.Join("js", script), s.URL).CombinedOutput()
-		cancel()
-		if err != nil {
-			t.Errorf("%s: %v\n%s", script, err, out)
-		}
+	alice, bob := s.NewUser(t, "jsalice"), s.NewUser(t, "jsbob")
+	for _, c := range []struct {
+		script string
+		args   []string
+	}{
+		{"accounts.mjs", nil},
+		{"sync.mjs", []string{string(alice.UserID), alice.AccessToken, string(alice.DeviceID), string(bob.UserID), bob.AccessToken, string(bob.DeviceID)}},
+	} {
+		t.Run(c.script, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, node, append([]string{filepath.Join("js", c.script), s.URL}, c.args...)...).CombinedOutput()
+			if err != nil {
+				t.Errorf("%s: %v\n%s", c.script, err, out)
+			}
+		})
 	}
 }

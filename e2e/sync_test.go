@@ -259,3 +259,36 @@ func TestSyncFilters(t *testing.T) {
 		t.Fatalf("full_state: %+v %v", full.Rooms.Join[keep], err)
 	}
 }
+
+// TestSyncNewlyJoinedEphemeral: a user who joins a room gets its existing receipts and typing
+// list in the next incremental sync, as an initial sync would give them.
+func TestSyncNewlyJoinedEphemeral(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	alice, bob := s.NewUser(t, "alice"), s.NewUser(t, "bob")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	msg := sendBody(t, alice, room, "read me")
+	if err := alice.SendReceipt(ctx, room, msg, event.ReceiptTypeRead, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.UserTyping(ctx, room, true, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	first := syncOnce(t, bob, "", "", 0)
+	if _, err := bob.JoinRoomByID(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	resp := syncOnce(t, bob, first.NextBatch, "", 0)
+	jr := resp.Rooms.Join[room]
+	if jr == nil {
+		t.Fatal("the joined room is missing")
+	}
+	var receipt, typing bool
+	for _, ev := range jr.Ephemeral.Events {
+		receipt = receipt || ev.Type == event.EphemeralEventReceipt
+		typing = typing || ev.Type == event.EphemeralEventTyping
+	}
+	if !receipt || !typing {
+		t.Fatalf("ephemeral events of the newly joined room: receipt %v, typing %v", receipt, typing)
+	}
+}

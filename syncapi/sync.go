@@ -323,7 +323,7 @@ func (a *API) build(ctx context.Context, dev *userapi.Device, p *syncParams, now
 	if err := rb.build(ctx); err != nil {
 		return nil, err
 	}
-	req.Joined = rb.joinedNow
+	req.Joined, req.NewlyJoined = rb.joinedNow, rb.newlyJoined
 	if err := a.accountData(ctx, req, rb, other(since, synctypes.StreamAccountData), other(now, synctypes.StreamAccountData), resp); err != nil {
 		return nil, err
 	}

@@ -27,10 +27,11 @@ type roomsBuilder struct {
 	initial bool
 	resp    *synctypes.Response
 
-	hist      map[string][]syncstore.Membership // the user's membership history per room
-	current   map[id.RoomID]string              // membership at now
-	joinedNow []id.RoomID
-	forgotten map[string]bool
+	hist        map[string][]syncstore.Membership // the user's membership history per room
+	current     map[id.RoomID]string              // membership at now
+	joinedNow   []id.RoomID
+	newlyJoined []id.RoomID
+	forgotten   map[string]bool
 }
 
 // roomAllowed applies the filter's room.rooms and room.not_rooms.
@@ -130,6 +131,9 @@ func (b *roomsBuilder) build(ctx context.Context) error {
 		switch m {
 		case "join":
 			newlyJoined := changed && membershipAt(h, b.since.Rooms) != "join"
+			if newlyJoined && !b.initial {
+				b.newlyJoined = append(b.newlyJoined, room)
+			}
 			full := b.initial || newlyJoined
 			if perRoom || full {
 				if err := b.joined(ctx, room, nil, full, true); err != nil {

@@ -140,27 +140,42 @@ func (r *Receipts) Collect(ctx context.Context, req *synctypes.Request, from, to
 	if req.Initial {
 		from = 0
 	}
-	if from >= to {
-		return nil
-	}
-	// Without a remembered window (an initial sync, or a token older than the log) every
-	// joined room is asked about; else only those the log says changed.
-	r.mu.Lock()
-	window := !req.Initial && r.changes.covers(from)
-	if window && !r.changes.any(from, to) {
-		r.mu.Unlock()
-		return nil
-	}
-	var rooms []string
-	for _, room := range req.Joined {
-		if (!window || r.changes.changedAfter(room, req.User, from)) && ephemeralWanted(req.Filter, room, "m.receipt") {
-			rooms = append(rooms, string(room))
+	// Rooms joined since the token get all their receipts, as on an initial sync.
+	var newly []string
+	for _, room := range req.NewlyJoined {
+		if !req.Initial && ephemeralWanted(req.Filter, room, "m.receipt") {
+			newly = append(newly, string(room))
 		}
 	}
-	r.mu.Unlock()
-	rs, err := r.store.Changed(ctx, rooms, from, to, string(req.User))
-	if err != nil {
-		return err
+	var rs []receiptstore.Receipt
+	if len(newly) > 0 {
+		var err error
+		if rs, err = r.store.Changed(ctx, newly, 0, to, string(req.User)); err != nil {
+			return err
+		}
+	}
+	if from < to {
+		// Without a remembered window (an initial sync, or a token older than the log) every
+		// joined room is asked about; else only those the log says changed.
+		r.mu.Lock()
+		window := !req.Initial && r.changes.covers(from)
+		var rooms []string
+		if !window || r.changes.any(from, to) {
+			for _, room := range req.Joined {
+				if (!window || r.changes.changedAfter(room, req.User, from)) && ephemeralWanted(req.Filter, room, "m.receipt") &&
+					!slices.Contains(newly, string(room)) {
+					rooms = append(rooms, string(room))
+				}
+			}
+		}
+		r.mu.Unlock()
+		if len(rooms) > 0 {
+			more, err := r.store.Changed(ctx, rooms, from, to, string(req.User))
+			if err != nil {
+				return err
+			}
+			rs = append(rs, more...)
+		}
 	}
 	// One event per room and thread, as the spec's server behaviour asks: within it each user
 	// has at most one receipt of a type per event, which is what its shape can say.

@@ -175,7 +175,7 @@ type typingEvent struct {
 // where someone is typing. Its cost is a binary search of the log, then, only when some room
 // changed in the window, a map lookup per joined room.
 func (t *Typing) Collect(_ context.Context, req *synctypes.Request, from, to int64, resp *synctypes.Response) error {
-	if !req.Initial && from >= to {
+	if !req.Initial && from >= to && len(req.NewlyJoined) == 0 {
 		return nil
 	}
 	type roomEvent struct {
@@ -191,12 +191,14 @@ func (t *Typing) Collect(_ context.Context, req *synctypes.Request, from, to int
 	// all: the window reaches into forgotten changes, so every joined room is told its list.
 	all := window && !t.log.covers(from)
 	changes := window && !all && t.log.any(from, to)
-	if !all && !changes && !fresh {
+	if !all && !changes && !fresh && len(req.NewlyJoined) == 0 {
 		t.mu.Unlock()
 		return nil
 	}
 	for _, room := range req.Joined {
-		if !all && !(changes && t.log.changedAfter(room, "", from)) && (!fresh || len(t.rooms[room]) == 0) {
+		// A room joined since the token is fresh: it needs only its list if someone types.
+		roomFresh := fresh || slices.Contains(req.NewlyJoined, room)
+		if !all && !(changes && t.log.changedAfter(room, "", from)) && (!roomFresh || len(t.rooms[room]) == 0) {
 			continue
 		}
 		if !ephemeralWanted(req.Filter, room, "m.typing") {

@@ -77,6 +77,22 @@ func (t *Tracker) Collect(ctx context.Context, req *synctypes.Request, from, to 
 	case from < to:
 		evs, err = t.changes(ctx, req, from, to)
 	}
+	if err == nil && !req.Initial && from > 0 && len(req.NewlyJoined) > 0 {
+		// The members of rooms joined since the token: their current presence, as an initial
+		// sync would give it.
+		var more []event
+		if more, err = t.current(ctx, &synctypes.Request{User: req.User, Joined: req.NewlyJoined}); err == nil {
+			seen := map[id.UserID]bool{}
+			for _, e := range evs {
+				seen[e.Sender] = true
+			}
+			for _, e := range more {
+				if !seen[e.Sender] {
+					evs = append(evs, e)
+				}
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}

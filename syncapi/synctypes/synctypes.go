@@ -18,6 +18,9 @@ type Request struct {
 	// Joined lists the rooms the user is joined to at the response's positions; the ephemeral
 	// sources (typing, receipts) fill these rooms only.
 	Joined []id.RoomID
+	// NewlyJoined lists the rooms of Joined that the user joined after the token's position:
+	// sources give them everything current, as on an initial sync.
+	NewlyJoined []id.RoomID
 	// Initial is true for a sync without since, or with full_state.
 	Initial bool
 	// Filter is the sync filter in effect.
