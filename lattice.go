@@ -158,7 +158,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	httpMetrics := httpapi.NewMetrics(s.metrics)
-	registerCacheMetrics(s.metrics, rooms)
+	registerCacheMetrics(s.metrics, rooms, users)
 
 	client := clientapi.New(clientapi.Options{Config: cfg, Users: s.users, Rooms: rooms, Logger: logger})
 	fed := federationapi.New(federationapi.Options{ServerName: cfg.ServerName, SigningKey: key, Version: Version, WellKnownServer: cfg.WellKnown.Server})
@@ -296,7 +296,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // registerCacheMetrics exports the roomserver's cache sizes and hit counts.
-func registerCacheMetrics(reg prometheus.Registerer, rooms *roomserver.Roomserver) {
+func registerCacheMetrics(reg prometheus.Registerer, rooms *roomserver.Roomserver, users *userapi.Users) {
 	gauge := func(name, help string, f func(roomserver.CacheStats) float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(rooms.CacheStats()) }))
 	}
@@ -311,6 +311,22 @@ func registerCacheMetrics(reg prometheus.Registerer, rooms *roomserver.Roomserve
 	counter("lattice_roomserver_event_cache_hits_total", "Parsed-event cache hits.", func(s roomserver.CacheStats) float64 { return float64(s.Events.Hits) })
 	counter("lattice_roomserver_event_cache_misses_total", "Parsed-event cache misses.", func(s roomserver.CacheStats) float64 { return float64(s.Events.Misses) })
 	counter("lattice_roomserver_event_cache_evictions_total", "Parsed-event cache evictions.", func(s roomserver.CacheStats) float64 { return float64(s.Events.Evictions) })
+	gauge("lattice_roomserver_state_key_cache_entries", "State-key numbers cached.", func(s roomserver.CacheStats) float64 { return float64(s.StateKeys) })
+	gauge("lattice_roomserver_event_id_cache_entries", "Event IDs by number cached.", func(s roomserver.CacheStats) float64 { return float64(s.EventIDs) })
+
+	tokens := func(f func(userapi.CacheStats) float64) func() float64 {
+		return func() float64 { return f(users.CacheStats()) }
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lattice_userapi_token_cache_entries", Help: "Access tokens cached."},
+			tokens(func(s userapi.CacheStats) float64 { return float64(s.Tokens) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lattice_userapi_token_cache_hits_total", Help: "Access token checks answered from the cache."},
+			tokens(func(s userapi.CacheStats) float64 { return float64(s.Hits) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lattice_userapi_token_cache_misses_total", Help: "Access token checks that read the database."},
+			tokens(func(s userapi.CacheStats) float64 { return float64(s.Misses) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lattice_userapi_token_cache_evictions_total", Help: "Access tokens dropped from the cache."},
+			tokens(func(s userapi.CacheStats) float64 { return float64(s.Evictions) })),
+	)
 }
 
 func openDB(ctx context.Context, cfg *config.Config) (*storage.DB, error) {

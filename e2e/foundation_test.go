@@ -236,7 +236,7 @@ func TestMetrics(t *testing.T) {
 	if status != 200 || !bytes.Contains(body, []byte(`lattice_http_requests_total{code="200",method="GET",route="/_matrix/client/versions"}`)) {
 		t.Errorf("metrics: %d\n%s", status, body)
 	}
-	for _, m := range []string{"lattice_roomserver_cached_rooms", "lattice_roomserver_event_cache_bytes", "lattice_roomserver_event_cache_hits_total", "lattice_roomserver_auth_chain_cache_nids"} {
+	for _, m := range []string{"lattice_roomserver_cached_rooms", "lattice_roomserver_event_cache_bytes", "lattice_roomserver_event_cache_hits_total", "lattice_roomserver_auth_chain_cache_nids", "lattice_roomserver_state_key_cache_entries", "lattice_userapi_token_cache_hits_total"} {
 		if !bytes.Contains(body, []byte(m)) {
 			t.Errorf("metrics lack %s", m)
 		}

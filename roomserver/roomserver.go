@@ -444,7 +444,7 @@ func (r *Roomserver) Output(ctx context.Context, from int64, limit int) ([]Outpu
 			if err != nil {
 				return nil, err
 			}
-			if ev, err = pdu.Parse(v, rec.JSON); err != nil {
+			if ev, err = pdu.ParseStored(v, rec.JSON, id.EventID(rec.EventID)); err != nil {
 				return nil, fmt.Errorf("stored event %s: %w", rec.EventID, err)
 			}
 		}
