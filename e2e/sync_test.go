@@ -292,3 +292,31 @@ func TestSyncNewlyJoinedEphemeral(t *testing.T) {
 		t.Fatalf("ephemeral events of the newly joined room: receipt %v, typing %v", receipt, typing)
 	}
 }
+
+// TestSyncRoomAccountData: tags and room account data reach the room's account_data section.
+func TestSyncRoomAccountData(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	alice := s.NewUser(t, "alice")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{})
+	first := syncOnce(t, alice, "", "", 0)
+	if err := alice.AddTag(ctx, room, "m.favourite", 0.5); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetRoomAccountData(ctx, room, "com.example.room", map[string]any{"y": 2}); err != nil {
+		t.Fatal(err)
+	}
+	resp := syncOnce(t, alice, first.NextBatch, "", 0)
+	jr := resp.Rooms.Join[room]
+	if jr == nil {
+		t.Fatal("room missing")
+	}
+	var tag, custom bool
+	for _, ev := range jr.AccountData.Events {
+		tag = tag || ev.Type.Type == "m.tag"
+		custom = custom || ev.Type.Type == "com.example.room"
+	}
+	if !tag || !custom {
+		t.Fatalf("room account data: tag %v, custom %v", tag, custom)
+	}
+}

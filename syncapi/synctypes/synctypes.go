@@ -140,13 +140,14 @@ type JoinedRoom struct {
 	Ephemeral                 Events                         `json:"ephemeral"`
 	AccountData               Events                         `json:"account_data"`
 	UnreadNotifications       UnreadNotifications            `json:"unread_notifications"`
-	UnreadThreadNotifications map[string]UnreadNotifications `json:"unread_thread_notifications,omitempty"`
+	UnreadThreadNotifications map[string]UnreadNotifications `json:"unread_thread_notifications"`
 }
 
 // NewJoinedRoom returns a joined room with every part present.
 func NewJoinedRoom() *JoinedRoom {
 	return &JoinedRoom{Timeline: Timeline{Events: []json.RawMessage{}}, State: Events{Events: []json.RawMessage{}},
-		Ephemeral: Events{Events: []json.RawMessage{}}, AccountData: Events{Events: []json.RawMessage{}}}
+		Ephemeral: Events{Events: []json.RawMessage{}}, AccountData: Events{Events: []json.RawMessage{}},
+		UnreadThreadNotifications: map[string]UnreadNotifications{}}
 }
 
 // JoinedRoom returns the response's entry for a joined room, adding it when absent.
