@@ -320,3 +320,19 @@ func TestSyncRoomAccountData(t *testing.T) {
 		t.Fatalf("room account data: tag %v, custom %v", tag, custom)
 	}
 }
+
+// TestSyncTokenSurvivesRestart: a token from before a restart still gives exactly what came
+// after it.
+func TestSyncTokenSurvivesRestart(t *testing.T) {
+	s := Start(t)
+	alice := s.NewUser(t, "alice")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{})
+	sendBody(t, alice, room, "before")
+	first := syncOnce(t, alice, "", "", 0)
+	s.Restart(t)
+	sendBody(t, alice, room, "after")
+	resp := syncOnce(t, alice, first.NextBatch, "", 5000)
+	if got := timelineBodies(resp, room); fmt.Sprint(got) != "[after]" {
+		t.Fatalf("after a restart: %v", got)
+	}
+}
