@@ -279,3 +279,40 @@ func TestConfigFile(t *testing.T) {
 		t.Errorf("database not migrated: %d rows, %v", n, err)
 	}
 }
+
+// binaryServer writes the config of a server on a fresh database in a temporary folder and
+// returns a function that starts the built binary on it and waits until it answers, with its
+// base URL: for tests that kill the process and start it again on the same data.
+func binaryServer(t *testing.T) func() (*process, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.Default("example.test")
+	cfg.Dir = dir
+	cfg.Database.DSN = storagetest.DSN(t, Engine(t))
+	cfg.Listeners[0].Address = "127.0.0.1:0"
+	cfg.Registration.BcryptCost = 4
+	cfg.RateLimits.Enabled = false
+	out, err := config.Generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "lattice.yaml")
+	if err := os.WriteFile(cfgPath, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, err := config.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := config.WriteSigningKey(cfg.Path(cfg.SigningKey), key); err != nil {
+		t.Fatal(err)
+	}
+	urlRE := regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
+	return func() (*process, string) {
+		p := startBinary(t, dir, "--config", cfgPath)
+		p.waitFor(t, "the banner", func() bool { return urlRE.MatchString(p.stdout.String()) })
+		base := urlRE.FindString(p.stdout.String())
+		p.waitFor(t, "versions", func() bool { return get200(base + "/_matrix/client/versions") })
+		return p, base
+	}
+}

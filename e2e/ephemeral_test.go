@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
-	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -15,9 +12,6 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/latticehq/lattice/internal/config"
-	"github.com/latticehq/lattice/storage/storagetest"
 )
 
 // ephReceipts is an m.receipt content: event → receipt type → user → receipt.
@@ -354,37 +348,7 @@ func TestEphemeralErrors(t *testing.T) {
 // TestEphemeralReceiptsSurviveKill: receipts and the read marker answered 200 are still there
 // after the process is killed with SIGKILL and started again.
 func TestEphemeralReceiptsSurviveKill(t *testing.T) {
-	dir := t.TempDir()
-	dsn := storagetest.DSN(t, Engine(t))
-	cfg := config.Default("example.test")
-	cfg.Dir = dir
-	cfg.Database.DSN = dsn
-	cfg.Listeners[0].Address = "127.0.0.1:0"
-	cfg.Registration.BcryptCost = 4
-	cfg.RateLimits.Enabled = false
-	out, err := config.Generate(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "lattice.yaml")
-	if err := os.WriteFile(cfgPath, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	key, err := config.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := config.WriteSigningKey(cfg.Path(cfg.SigningKey), key); err != nil {
-		t.Fatal(err)
-	}
-	urlRE := regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
-	run := func() (*process, string) {
-		p := startBinary(t, dir, "--config", cfgPath)
-		p.waitFor(t, "the banner", func() bool { return urlRE.MatchString(p.stdout.String()) })
-		base := urlRE.FindString(p.stdout.String())
-		p.waitFor(t, "versions", func() bool { return get200(base + "/_matrix/client/versions") })
-		return p, base
-	}
+	run := binaryServer(t)
 	p, base := run()
 	register := func(user string) *mautrix.Client {
 		c, err := mautrix.NewClient(base, "", "")

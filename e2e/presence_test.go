@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +14,6 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/latticehq/lattice/internal/config"
-	"github.com/latticehq/lattice/storage/storagetest"
 )
 
 // presEvents returns the m.presence events of a sync response by sender.
@@ -296,36 +292,7 @@ func TestPresenceRestart(t *testing.T) {
 
 // TestPresenceSurvivesKill: a presence answered 200 is there after SIGKILL.
 func TestPresenceSurvivesKill(t *testing.T) {
-	dir := t.TempDir()
-	cfg := config.Default("example.test")
-	cfg.Dir = dir
-	cfg.Database.DSN = storagetest.DSN(t, Engine(t))
-	cfg.Listeners[0].Address = "127.0.0.1:0"
-	cfg.Registration.BcryptCost = 4
-	cfg.RateLimits.Enabled = false
-	out, err := config.Generate(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "lattice.yaml")
-	if err := os.WriteFile(cfgPath, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	key, err := config.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := config.WriteSigningKey(cfg.Path(cfg.SigningKey), key); err != nil {
-		t.Fatal(err)
-	}
-	urlRE := regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
-	run := func() (*process, string) {
-		p := startBinary(t, dir, "--config", cfgPath)
-		p.waitFor(t, "the banner", func() bool { return urlRE.MatchString(p.stdout.String()) })
-		base := urlRE.FindString(p.stdout.String())
-		p.waitFor(t, "versions", func() bool { return get200(base + "/_matrix/client/versions") })
-		return p, base
-	}
+	run := binaryServer(t)
 	p, base := run()
 	c, err := mautrix.NewClient(base, "", "")
 	if err != nil {
