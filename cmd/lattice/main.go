@@ -115,9 +115,30 @@ func serve(args []string, stdout, stderr io.Writer, getenv func(string) string) 
 	if *serverName != "" && cfg.ServerName != *serverName {
 		return fmt.Errorf("%s already has server_name %q; a server name cannot be changed once chosen", *configPath, cfg.ServerName)
 	}
+	logOut := stderr
+	if cfg.Log.File != "" {
+		f, err := openLogFile(cfg.Path(cfg.Log.File))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logOut = f
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return lattice.Run(ctx, cfg, lattice.NewLogger(cfg.Log, stderr), stdout)
+	return lattice.Run(ctx, cfg, lattice.NewLogger(cfg.Log, logOut), stdout)
+}
+
+// openLogFile opens the log.file of the config for appending, creating it and its folder.
+func openLogFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create folder for log.file: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open log.file: %w", err)
+	}
+	return f, nil
 }
 
 // ensureDataDir creates dir with a default config and a signing key unless its config exists,

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/latticehq/lattice/internal/config"
 )
@@ -111,5 +113,65 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	}
 	if code, out, _ := runCmd(t, "version"); code != 0 || !strings.HasPrefix(out, "lattice ") {
 		t.Errorf("version: %d %q", code, out)
+	}
+}
+
+// TestServeLogFileAndSIGINT starts the server with log.file set, waits until it listens (as
+// told by the log file) and checks that SIGINT stops it promptly with exit code 0.
+func TestServeLogFileAndSIGINT(t *testing.T) {
+	dir := t.TempDir()
+	key, err := config.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := config.WriteSigningKey(filepath.Join(dir, "signing.key"), key); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "lattice.yaml")
+	cfg := "server_name: localhost\nlisteners:\n  - address: 127.0.0.1:0\n    resources: [client, federation]\n" +
+		"log:\n  level: debug\n  file: logs/lattice.log\n"
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	var errs string
+	go func() {
+		code, _, e := runCmd(t, "--config", p)
+		errs = e
+		done <- code
+	}()
+	logPath := filepath.Join(dir, "logs", "lattice.log")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, _ := os.ReadFile(logPath)
+		if strings.Contains(string(data), "listening") {
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("server exited with %d before listening: %s", code, errs)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no 'listening' line in the log file")
+		}
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d after SIGINT: %s", code, errs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10s after SIGINT")
+	}
+	if strings.Contains(errs, "listening") {
+		t.Errorf("logs went to stderr too: %q", errs)
+	}
+	data, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(data), "stopped") {
+		t.Errorf("log file lacks the shutdown: %q", data)
 	}
 }

@@ -84,6 +84,8 @@ type Presence struct {
 type Log struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
+	// File, when set, receives the logs instead of standard error.
+	File string `yaml:"file"`
 }
 
 // Default returns the configuration used when a value is not given. Its database is an SQLite

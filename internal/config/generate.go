@@ -84,7 +84,8 @@ registration:
   # Allow guest accounts (POST /register?kind=guest). Default: false
   guests: {{.Registration.Guests}}
   # Secret for shared-secret registration (GET/POST /_synapse/admin/v1/register), as used by
-  # admin tools. Empty turns it off. Keep it private. Default: "" (generated configs have one)
+  # admin tools. Empty turns it off; otherwise at least 8 characters (generated configs have a
+  # long random one). Keep it private. Default: "" (generated configs have one)
   shared_secret: {{q .Registration.SharedSecret}}
   # bcrypt cost of stored password hashes (4-31). Default: 12
   bcrypt_cost: {{.Registration.BcryptCost}}
@@ -123,4 +124,7 @@ log:
   level: {{q .Log.Level}}
   # text (human-readable) or json. Default: text
   format: {{q .Log.Format}}
+  # File the logs are appended to (created if missing; relative to this file's folder)
+  # instead of standard error. Empty logs to standard error. Default: ""
+  file: {{q .Log.File}}
 `))

@@ -111,8 +111,8 @@ func (r *Registration) validate() error {
 	if r.LoginTokenLifetime < time.Second {
 		return keyErr("registration.login_token_lifetime", "must be at least 1s")
 	}
-	if r.SharedSecret != "" && len(r.SharedSecret) < 16 {
-		return keyErr("registration.shared_secret", "must be empty (off) or at least 16 characters")
+	if r.SharedSecret != "" && len(r.SharedSecret) < 8 {
+		return keyErr("registration.shared_secret", "must be empty (off) or at least 8 characters")
 	}
 	return nil
 }
