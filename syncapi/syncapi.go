@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/gorilla/mux"
 	"maunium.net/go/mautrix/id"
@@ -94,26 +93,10 @@ func (a *API) Start() {
 	}()
 	go func() {
 		defer close(done)
-		for {
+		a.nf.Follow(ctx, a.log, roomstore.StreamOutput, roomserver.OutputKey, func(ctx context.Context) (int64, bool, error) {
 			pos, err := a.catchUp(ctx)
-			if err != nil && ctx.Err() == nil {
-				a.log.Error("sync consumer", "error", err)
-				select {
-				case <-time.After(time.Second):
-				case <-ctx.Done():
-				}
-				continue
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			if a.nf == nil {
-				return
-			}
-			if err := a.nf.Wait(ctx, map[string]int64{roomstore.StreamOutput: pos}, roomserver.OutputKey); err != nil {
-				return
-			}
-		}
+			return pos, false, err
+		})
 	}()
 }
 

@@ -152,47 +152,23 @@ func (t *Tracker) flush(ctx context.Context, due func(*record) bool) error {
 
 // consumeLoop follows the roomserver's output stream, sleeping on the notifier in between.
 func (t *Tracker) consumeLoop(ctx context.Context) {
-	backoff := time.Duration(0)
 	started := t.started
-	for {
-		var n int
-		var err error
+	t.opts.Notifier.Follow(ctx, t.log, roomstore.StreamOutput, roomserver.OutputKey, func(ctx context.Context) (int64, bool, error) {
 		if started {
-			n, err = t.consume(ctx)
-		} else {
-			// Start at the stream's end: activity and membership changes from now on are what
-			// matter, and the room cache is empty now.
-			var at int64
-			at, err = t.opts.Rooms.OutputPosition(ctx)
-			t.cursor.Store(at)
-			started = err == nil
-			t.rooms.reset() // anything cached before may predate changes the consumer skips
+			n, err := t.consume(ctx)
+			return t.cursor.Load(), n > 0, err
 		}
-		if ctx.Err() != nil {
-			return
-		}
+		// Start at the stream's end: activity and membership changes from now on are what
+		// matter, and the room cache is empty now.
+		at, err := t.opts.Rooms.OutputPosition(ctx)
 		if err != nil {
-			backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
-			t.log.Error("presence: read output events", "error", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return
-			}
-			continue
+			return 0, false, err
 		}
-		backoff = 0
-		if n > 0 {
-			continue
-		}
-		if t.opts.Notifier == nil {
-			<-ctx.Done()
-			return
-		}
-		if err := t.opts.Notifier.Wait(ctx, map[string]int64{roomstore.StreamOutput: t.cursor.Load()}, roomserver.OutputKey); err != nil {
-			return
-		}
-	}
+		t.cursor.Store(at)
+		started = true
+		t.rooms.reset() // anything cached before may predate changes the consumer skips
+		return at, false, nil
+	})
 }
 
 // consume reads the next output events: a member event drops its user's cached rooms, and a

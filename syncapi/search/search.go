@@ -25,7 +25,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/gorilla/mux"
 	"maunium.net/go/mautrix/id"
@@ -147,36 +146,10 @@ func (s *Search) Close() error {
 
 // run consumes the stream, sleeping on the notifier when it has caught up.
 func (s *Search) run(ctx context.Context) {
-	backoff := time.Duration(0)
-	for {
+	s.opts.Notifier.Follow(ctx, s.log, roomstore.StreamOutput, roomserver.OutputKey, func(ctx context.Context) (int64, bool, error) {
 		n, err := s.consume(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			// The event stays unconsumed: retry after a pause rather than lose it.
-			backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
-			s.log.Error("index output events", "error", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
-		backoff = 0
-		if n > 0 {
-			continue
-		}
-		if s.opts.Notifier == nil {
-			<-ctx.Done()
-			return
-		}
-		err = s.opts.Notifier.Wait(ctx, map[string]int64{roomstore.StreamOutput: s.cursor.Load()}, roomserver.OutputKey)
-		if err != nil {
-			return // cancelled or the notifier closed: the server is stopping
-		}
-	}
+		return s.cursor.Load(), n > 0, err
+	})
 }
 
 // consume indexes the next batch of the output stream and reports how many events it took.

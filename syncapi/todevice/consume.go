@@ -3,7 +3,6 @@ package todevice
 import (
 	"context"
 	"errors"
-	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -25,39 +24,6 @@ const (
 	// devicePositions is how many device_lists positions the devices consumer reads at once.
 	devicePositions = 500
 )
-
-// run calls consume until it has caught up, then sleeps until stream moves for key. An error
-// leaves the cursor where it was: the same work is tried again after a growing pause.
-func (a *API) run(ctx context.Context, name string, consume func(context.Context) (int64, bool, error), stream, key string) {
-	var backoff time.Duration
-	for {
-		pos, more, err := consume(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
-			a.log.Error("consume", "consumer", name, "error", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
-		backoff = 0
-		if more {
-			continue
-		}
-		if a.opts.Notifier == nil {
-			<-ctx.Done()
-			return
-		}
-		if err := a.opts.Notifier.Wait(ctx, map[string]int64{stream: pos}, key); err != nil {
-			return // cancelled, or the notifier closed: the server is stopping
-		}
-	}
-}
 
 // consumeRooms takes the next batch of the roomserver's output stream: the membership changes
 // and encryption events in it become device_lists positions. It returns the output position

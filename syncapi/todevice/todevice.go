@@ -131,9 +131,11 @@ func (a *API) Start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
-	a.wg.Go(func() { a.run(ctx, "rooms", a.consumeRooms, roomstore.StreamOutput, roomserver.OutputKey) })
 	a.wg.Go(func() {
-		a.run(ctx, "devices", a.consumeDevices, synctypes.StreamDeviceLists, userapi.DeviceListsKey)
+		a.opts.Notifier.Follow(ctx, a.log, roomstore.StreamOutput, roomserver.OutputKey, a.consumeRooms)
+	})
+	a.wg.Go(func() {
+		a.opts.Notifier.Follow(ctx, a.log, synctypes.StreamDeviceLists, userapi.DeviceListsKey, a.consumeDevices)
 	})
 	a.wg.Go(func() { a.pruneLoop(ctx) })
 }
