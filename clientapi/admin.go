@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,11 +131,13 @@ func (a *API) sharedSecretRegister(w http.ResponseWriter, r *http.Request) error
 	if !hmac.Equal([]byte(want), []byte(req.MAC)) {
 		return httpapi.Forbidden("HMAC incorrect")
 	}
-	if err := validLocalpart(req.Username, a.cfg.ServerName); err != nil {
+	// The MAC covers the name as sent; the account gets its lower-case form.
+	localpart := strings.ToLower(req.Username)
+	if err := validLocalpart(localpart, a.cfg.ServerName); err != nil {
 		return err
 	}
 	acc, err := a.users.CreateAccount(r.Context(), userapi.NewAccount{
-		Localpart: req.Username, Password: req.Password, Admin: req.Admin, DisplayName: req.DisplayName,
+		Localpart: localpart, Password: req.Password, Admin: req.Admin, DisplayName: req.DisplayName,
 	})
 	if errors.Is(err, userapi.ErrUserInUse) {
 		return userInUse()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"strings"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -54,6 +55,9 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	if auth.Type == loginAppService {
 		return httpapi.UnknownToken(false, "No application services are registered")
 	}
+	// User IDs are lower-case; a wanted name in capitals gets its lower-case form (as
+	// Synapse does), which clients see in the returned user_id.
+	req.Username = strings.ToLower(req.Username)
 	// The spec wants these checks before user-interactive auth, so a client learns early.
 	if req.Username != "" {
 		if err := a.checkLocalpart(r, req.Username); err != nil {
@@ -118,7 +122,7 @@ func (a *API) registerAvailable(w http.ResponseWriter, r *http.Request) error {
 	if username == "" {
 		return httpapi.MissingParam("username is required")
 	}
-	if err := a.checkLocalpart(r, username); err != nil {
+	if err := a.checkLocalpart(r, strings.ToLower(username)); err != nil {
 		return err
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]bool{"available": true})

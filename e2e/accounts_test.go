@@ -140,7 +140,7 @@ func TestRegisterErrors(t *testing.T) {
 		code   string
 	}{
 		{`{"username":"bob","password":"x"}`, 400, "M_USER_IN_USE"},
-		{`{"username":"BOB","password":"x"}`, 400, "M_INVALID_USERNAME"},
+		{`{"username":"BOB","password":"x"}`, 400, "M_USER_IN_USE"}, // names are lower-cased first
 		{`{"username":"has space","password":"x"}`, 400, "M_INVALID_USERNAME"},
 		{`{"username":"12345","password":"x"}`, 400, "M_INVALID_USERNAME"},
 		{`{"username":"` + strings.Repeat("a", 250) + `","password":"x"}`, 400, "M_INVALID_USERNAME"},
@@ -166,6 +166,11 @@ func TestRegisterErrors(t *testing.T) {
 	wantErrCode(t, err, 400, "M_USER_IN_USE")
 	_, err = cli.RegisterAvailable(ctx(t), "B!")
 	wantErrCode(t, err, 400, "M_INVALID_USERNAME")
+
+	// A name in capitals gets its lower-case form.
+	if got := register(t, s, "Frank", "pw").UserID; got != "@frank:localhost" {
+		t.Errorf("register Frank: %s", got)
+	}
 
 	// inhibit_login creates the account without a device.
 	resp, err := cli.RegisterDummy(ctx(t), &mautrix.ReqRegister[any]{Username: "dave", Password: "pw", InhibitLogin: true})
@@ -501,6 +506,10 @@ func TestAdminAPI(t *testing.T) {
 	if status != 200 || root.UserID != "@root:localhost" {
 		t.Fatalf("shared-secret registration: %d %s", status, body)
 	}
+	// The MAC covers the name as sent; the account gets its lower-case form.
+	if cli, status, body := sharedSecretRegister(t, s, "Wendy", "pw", false); status != 200 || cli.UserID != "@wendy:localhost" {
+		t.Fatalf("shared-secret registration with capitals: %d %s", status, body)
+	}
 	// A wrong MAC and a reused nonce are refused.
 	_, _, nb := do(t, "GET", s.URL+"/_synapse/admin/v1/register", nil)
 	var n struct{ Nonce string }
@@ -583,7 +592,7 @@ func TestAdminAPI(t *testing.T) {
 		Users []map[string]any `json:"users"`
 		Total int              `json:"total"`
 	}
-	if _, err := root.MakeRequest(ctx(t), "GET", s.URL+"/_synapse/admin/v2/users?limit=2", nil, &users); err != nil || users.Total != 3 || len(users.Users) != 2 {
+	if _, err := root.MakeRequest(ctx(t), "GET", s.URL+"/_synapse/admin/v2/users?limit=2", nil, &users); err != nil || users.Total != 4 || len(users.Users) != 2 {
 		t.Fatalf("list users: %+v %v", users, err)
 	}
 	if _, err := root.MakeRequest(ctx(t), "PUT", s.URL+"/_synapse/admin/v2/users/@uma:localhost", map[string]any{"deactivated": true}, &u); err != nil || u["deactivated"] != true {
