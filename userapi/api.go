@@ -233,4 +233,14 @@ type API interface {
 	SetPushRuleEnabled(ctx context.Context, userID id.UserID, kind PushRuleKind, ruleID string, enabled bool) error
 	// SetPushRuleActions replaces a rule's actions, user-defined or server-default.
 	SetPushRuleActions(ctx context.Context, userID id.UserID, kind PushRuleKind, ruleID string, actions []PushAction) error
+
+	// UploadKeys stores a device's device, one-time and fallback keys and returns its one-time
+	// key counts; ErrInvalidKeys for keys that do not match the device or its signature (keys.go).
+	UploadKeys(ctx context.Context, user id.UserID, device id.DeviceID, up KeyUpload) (map[string]int, error)
+	// KeyCounts returns a device's one-time key counts and its unused fallback key algorithms.
+	KeyCounts(ctx context.Context, user id.UserID, device id.DeviceID) (map[string]int, []string, error)
+	// QueryDeviceKeys returns the device keys of local users' devices (all when none are named).
+	QueryDeviceKeys(ctx context.Context, want map[id.UserID][]id.DeviceID) (map[id.UserID]map[id.DeviceID]json.RawMessage, error)
+	// ClaimKeys hands out one one-time key (else the fallback key) per device and algorithm.
+	ClaimKeys(ctx context.Context, want map[id.UserID]map[id.DeviceID]string) (map[id.UserID]map[id.DeviceID]map[string]json.RawMessage, error)
 }

@@ -81,6 +81,9 @@ func New(ctx context.Context, db *storage.DB, opts Options) (*Users, error) {
 	if err := migrateDeviceLists(ctx, db); err != nil {
 		return nil, fmt.Errorf("userapi: %w", err)
 	}
+	if err := migrateKeys(ctx, db); err != nil {
+		return nil, fmt.Errorf("userapi: %w", err)
+	}
 	u := &Users{db: db, opts: opts, log: opts.Logger, now: time.Now, cache: newTokenCache(defaultCacheSize)}
 	u.seen = newSeenRecorder(u)
 	return u, nil
