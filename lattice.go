@@ -33,6 +33,7 @@ import (
 	"github.com/latticehq/lattice/storage"
 	"github.com/latticehq/lattice/syncapi"
 	"github.com/latticehq/lattice/syncapi/ephemeral"
+	e2ekeys "github.com/latticehq/lattice/syncapi/keys"
 	"github.com/latticehq/lattice/syncapi/presence"
 	"github.com/latticehq/lattice/syncapi/search"
 	"github.com/latticehq/lattice/syncapi/todevice"
@@ -122,8 +123,23 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		db.Close()
 		return nil, err
 	}
+	keyCounts, err := e2ekeys.New(ctx, e2ekeys.Options{DB: db, Users: users, Notifier: nf})
+	if err != nil {
+		toDevice.Close()
+		pres.Close()
+		eph.Close()
+		users.Close()
+		db.Close()
+		return nil, err
+	}
+	var keyChanges *e2ekeys.Changes
+	for _, src := range toDevice.Sources() {
+		if lists, ok := src.(e2ekeys.DeviceListChanges); ok {
+			keyChanges = e2ekeys.NewChanges(users, lists)
+		}
+	}
 	syncAPI, err := syncapi.New(ctx, syncapi.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, Logger: logger,
-		Sources: append(append(eph.Sources(), pres), toDevice.Sources()...), Presence: pres})
+		Sources: append(append(append(eph.Sources(), pres), toDevice.Sources()...), keyCounts), Presence: pres})
 	if err != nil {
 		pres.Close()
 		eph.Close()
@@ -171,6 +187,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 			eph.Register(r)
 			pres.Register(r)
 			toDevice.Register(r)
+			if keyChanges != nil {
+				keyChanges.Register(r)
+			}
 			r.Handle("/", http.HandlerFunc(s.landing)).Methods(http.MethodGet, http.MethodHead)
 		}
 		if slices.Contains(lc.Resources, config.ResourceFederation) {

@@ -64,6 +64,7 @@ func (a *API) Register(r *mux.Router) {
 	a.registerHierarchyRoutes(r)
 	a.registerUpgradeRoutes(r)
 	a.registerPushRuleRoutes(r)
+	a.registerKeyRoutes(r)
 }
 
 // handle registers h at path under both /_matrix/client/r0 and /_matrix/client/v3, as older

@@ -205,11 +205,14 @@ const (
 	StreamToDevice    = "to_device"
 	StreamPresence    = "presence"
 	StreamDeviceLists = "device_lists"
+	// StreamKeyCounts moves when a claim takes a device's one-time or fallback key
+	// (userapi.StreamKeyCounts); its source fills the device's key counts on every response.
+	StreamKeyCounts = "key_counts"
 )
 
 // TokenOrder is the order of the streams in a sync token after the room timelines; a stream is
 // only ever added at the end, so older tokens stay readable.
-var TokenOrder = []string{StreamAccountData, StreamReceipts, StreamTyping, StreamToDevice, StreamPresence, StreamDeviceLists}
+var TokenOrder = []string{StreamAccountData, StreamReceipts, StreamTyping, StreamToDevice, StreamPresence, StreamDeviceLists, StreamKeyCounts}
 
 // StreamTimeline is the stream the sync component's consumer wakes after storing timeline
 // events, with the keys of the rooms (roomserver.RoomKey) and of the users whose membership
