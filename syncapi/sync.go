@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -88,6 +89,10 @@ type syncParams struct {
 	timeout   time.Duration
 	fullState bool
 	filter    *synctypes.Filter
+	// skip names streams this request neither reads nor acknowledges (the legacy event
+	// stream leaves to-device messages and device lists to /sync); their token positions
+	// stay as they were.
+	skip map[string]bool
 }
 
 func (a *API) parseSync(ctx context.Context, r *http.Request, dev *userapi.Device) (*syncParams, error) {
@@ -204,66 +209,87 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, dev *userapi.Device) 
 	if _, err := a.catchUp(ctx); err != nil {
 		return err
 	}
+	resp, err := a.longPoll(ctx, dev, p)
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// longPoll builds the sync response for p, waiting up to its timeout for something new when
+// it has a since token.
+func (a *API) longPoll(ctx context.Context, dev *userapi.Device, p *syncParams) (*synctypes.Response, error) {
 	deadline := time.Now().Add(p.timeout)
 	for {
 		now, err := a.positions(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		var resp *synctypes.Response
+		if p.since != nil {
+			keep(&now, *p.since, p.skip)
+		}
 		if p.since == nil || p.fullState || ahead(now, *p.since) {
 			// Streams move for everyone; only a built response tells whether anything is
 			// for this user.
 			if resp, err = a.build(ctx, dev, p, now); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if resp != nil && (!resp.Empty() || p.since == nil || p.fullState) {
-			httpapi.WriteJSON(w, http.StatusOK, resp)
-			return nil
+			return resp, nil
 		}
 		remaining := time.Until(deadline)
 		if remaining <= 0 {
 			if resp == nil {
 				// Nothing moved: answer from the positions alone, and let the sources drop
 				// what the token acknowledges.
-				if err := a.acknowledge(ctx, dev, *p.since); err != nil {
-					return err
+				if err := a.acknowledge(ctx, dev, *p.since, p.skip); err != nil {
+					return nil, err
 				}
 				resp = synctypes.NewResponse()
 				resp.NextBatch = p.since.String()
 			}
-			httpapi.WriteJSON(w, http.StatusOK, resp)
-			return nil
+			return resp, nil
 		}
 		if resp != nil {
 			// Nothing for this user up to now: wait from here.
 			next, err := synctoken.ParseStream(resp.NextBatch)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			p.since = &next
 		}
-		if err := a.wait(ctx, dev.UserID, *p.since, remaining); errors.Is(err, notifier.ErrClosed) {
+		if err := a.wait(ctx, dev.UserID, *p.since, remaining, p.skip); errors.Is(err, notifier.ErrClosed) {
 			// Shutting down: the client gets what there is and comes back.
 			deadline = time.Now()
 		} else if err != nil {
-			return err
+			return nil, err
 		}
 	}
 }
 
 // acknowledge passes a token's positions to the sources that delete what it confirms.
-func (a *API) acknowledge(ctx context.Context, dev *userapi.Device, since synctoken.Stream) error {
+func (a *API) acknowledge(ctx context.Context, dev *userapi.Device, since synctoken.Stream, skip map[string]bool) error {
 	req := &synctypes.Request{User: dev.UserID, Device: dev.DeviceID}
 	for _, s := range a.sources {
-		if ack, ok := s.(synctypes.Acknowledger); ok {
+		if ack, ok := s.(synctypes.Acknowledger); ok && !skip[s.Stream()] {
 			if err := ack.Acknowledge(ctx, req, other(since, s.Stream())); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// keep sets the positions of the skipped streams in now back to those of since.
+func keep(now *synctoken.Stream, since synctoken.Stream, skip map[string]bool) {
+	for i, name := range synctypes.TokenOrder {
+		if skip[name] && i < len(now.Others) {
+			now.Others[i] = other(since, name)
+		}
+	}
 }
 
 // ahead reports whether any stream of now is past since.
@@ -283,7 +309,7 @@ func ahead(now, since synctoken.Stream) bool {
 
 // wait blocks until a stream moves for the user (a room they are in, or the user themself)
 // or the timeout passes.
-func (a *API) wait(ctx context.Context, user id.UserID, since synctoken.Stream, timeout time.Duration) error {
+func (a *API) wait(ctx context.Context, user id.UserID, since synctoken.Stream, timeout time.Duration, skip map[string]bool) error {
 	rooms, err := a.memberships(ctx, user)
 	if err != nil {
 		return err
@@ -296,6 +322,10 @@ func (a *API) wait(ctx context.Context, user id.UserID, since synctoken.Stream, 
 	}
 	sinceMap := map[string]int64{synctypes.StreamTimeline: since.Rooms, userapi.StreamAccountData: other(since, synctypes.StreamAccountData)}
 	for _, s := range a.sources {
+		if skip[s.Stream()] {
+			sinceMap[s.Stream()] = math.MaxInt64 // never wakes this request
+			continue
+		}
 		sinceMap[s.Stream()] = other(since, s.Stream())
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
@@ -333,6 +363,9 @@ func (a *API) build(ctx context.Context, dev *userapi.Device, p *syncParams, now
 			continue
 		}
 		from, to := other(since, name), other(now, name)
+		if p.skip[name] {
+			continue
+		}
 		if ls, ok := s.(synctypes.LimitedSource); ok {
 			reached, err := ls.CollectLimited(ctx, req, from, to, resp)
 			if err != nil {

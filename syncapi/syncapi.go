@@ -115,6 +115,7 @@ func (a *API) Register(r *mux.Router) {
 		r.Handle("/_matrix/client/{version:(?:r0|v3)}"+path, h).Methods(methods...)
 	}
 	handle("/sync", a.authed(a.sync, true), http.MethodGet)
+	handle("/events", a.authed(a.events, true), http.MethodGet)
 	handle("/rooms/{roomId}/messages", a.authed(a.messages, true), http.MethodGet)
 	handle("/rooms/{roomId}/context/{eventId}", a.authed(a.context, true), http.MethodGet)
 	handle("/rooms/{roomId}/event/{eventId}", a.authed(a.event, true), http.MethodGet)
