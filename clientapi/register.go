@@ -41,19 +41,52 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	if kind != "" && kind != "user" && kind != "guest" {
 		return httpapi.InvalidParam("kind must be user or guest")
 	}
+	var body map[string]json.RawMessage
+	if err := httpapi.ReadJSON(r, &body); err != nil {
+		return err
+	}
 	var req registerRequest
-	if err := httpapi.ReadJSON(r, &req); err != nil {
+	if err := remarshal(body, &req); err != nil {
 		return err
 	}
 	if kind == "guest" {
 		return a.registerGuest(w, r, req.InitialDeviceDisplayName)
 	}
 	var auth struct {
-		Type string `json:"type"`
+		Type    string `json:"type"`
+		Session string `json:"session"`
 	}
 	_ = json.Unmarshal(req.Auth, &auth)
 	if auth.Type == loginAppService {
 		return httpapi.UnknownToken(false, "No application services are registered")
+	}
+	delete(body, "auth")
+	params, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	// Later requests of a session may carry auth alone: the session remembers the first
+	// request's parameters (as Synapse does, and clients rely on).
+	prev, err := a.loadUIA(r.Context(), auth.Session)
+	if err != nil {
+		return err
+	}
+	if prev != nil && prev.Purpose == "register" {
+		if len(body) == 0 && len(prev.Params) > 0 {
+			var stored map[string]json.RawMessage
+			if err := json.Unmarshal(prev.Params, &stored); err != nil {
+				return err
+			}
+			stored["auth"] = req.Auth
+			if err := remarshal(stored, &req); err != nil {
+				return err
+			}
+			params = prev.Params
+		}
+		if prev.Result != "" {
+			// The request repeated after it succeeded: the same account again.
+			return a.answerRegistered(w, r, prev.Result, &req)
+		}
 	}
 	// User IDs are lower-case; a wanted name in capitals gets its lower-case form (as
 	// Synapse does), which clients see in the returned user_id.
@@ -64,7 +97,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	st, err := a.uia(w, r, req.Auth, "register", "", a.registrationFlows())
+	st, err := a.uiaKeep(w, r, req.Auth, "register", "", a.registrationFlows(), params)
 	if st == nil {
 		return err
 	}
@@ -88,11 +121,33 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	} else if err != nil {
 		return err
 	}
+	st.Result = acc.UserID
+	if err := a.saveUIA(r.Context(), st); err != nil {
+		return err
+	}
+	return a.answerRegistered(w, r, acc.UserID, &req)
+}
+
+// answerRegistered answers a successful registration: the user ID, and a login unless the
+// client asked for none.
+func (a *API) answerRegistered(w http.ResponseWriter, r *http.Request, user id.UserID, req *registerRequest) error {
 	if req.InhibitLogin {
-		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"user_id": acc.UserID, "home_server": a.cfg.ServerName})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"user_id": user, "home_server": a.cfg.ServerName})
 		return nil
 	}
-	return a.answerLogin(w, r, acc.UserID, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)
+	return a.answerLogin(w, r, user, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)
+}
+
+// remarshal decodes the fields of a JSON object into dst, as ReadJSON would.
+func remarshal(fields map[string]json.RawMessage, dst any) error {
+	data, err := json.Marshal(fields)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, dst); err != nil {
+		return httpapi.BadJSON("Invalid request body: %v", err)
+	}
+	return nil
 }
 
 // registerGuest creates a guest account (client-server API, "Guest access"). Every body field

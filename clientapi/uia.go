@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -33,7 +34,24 @@ type uiaState struct {
 	Completed []string   `json:"completed"`
 	// RegistrationToken is the token a registration used, counted when the account is made.
 	RegistrationToken string `json:"registration_token,omitempty"`
+	// Operation is the method and path of the request that began the session: a session
+	// never authorises a different request, such as deleting another device.
+	Operation string `json:"operation,omitempty"`
+	// Params are the first request's parameters besides auth, for operations whose later
+	// requests may carry auth alone (registration).
+	Params json.RawMessage `json:"params,omitempty"`
+	// Result is the user a completed registration created, so that the same request
+	// repeated with the session answers for that user again instead of failing.
+	Result id.UserID `json:"result,omitempty"`
+
+	id string // the session ID
 }
+
+// stageFailure is a stage failure that ends the request with its error instead of a 401
+// that invites another try, such as credentials of another user than the request's.
+type stageFailure struct{ err *httpapi.Error }
+
+func (f *stageFailure) Error() string { return f.err.Error() }
 
 // authDict is the "auth" parameter of a request (client-server API, "User-Interactive
 // Authentication API").
@@ -51,7 +69,15 @@ type authDict struct {
 // It returns the completed session state, or nil after answering the request itself: 401 with
 // the flows (and an error when a stage failed), or another Matrix error.
 func (a *API) uia(w http.ResponseWriter, r *http.Request, raw json.RawMessage, purpose string, userID id.UserID, flows [][]string) (*uiaState, error) {
+	return a.uiaKeep(w, r, raw, purpose, userID, flows, nil)
+}
+
+// uiaKeep is uia for an operation whose session outlives its completion (registration): it
+// stores params with a new session, and the caller saves or deletes the completed session
+// (saveUIA, or it expires).
+func (a *API) uiaKeep(w http.ResponseWriter, r *http.Request, raw json.RawMessage, purpose string, userID id.UserID, flows [][]string, params json.RawMessage) (*uiaState, error) {
 	ctx := r.Context()
+	operation := r.Method + " " + r.URL.Path
 	var auth authDict
 	if len(raw) > 0 && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &auth); err != nil {
@@ -70,15 +96,18 @@ func (a *API) uia(w http.ResponseWriter, r *http.Request, raw json.RawMessage, p
 			if err := json.Unmarshal(data, st); err != nil {
 				return nil, err
 			}
-			if st.Purpose != purpose || st.UserID != userID {
-				st = nil // a session never authorises another operation or user
+			// A session never authorises another operation or user (client-server API,
+			// "User-interactive authentication API": the request must stay the same).
+			if st.Purpose != purpose || st.UserID != userID || (st.Operation != "" && st.Operation != operation) {
+				return nil, httpapi.Forbidden("The session was begun for another request")
 			}
 		}
 	}
 	if st == nil {
 		sessionID = newSessionID()
-		st = &uiaState{Purpose: purpose, UserID: userID, Flows: flows, Completed: []string{}}
+		st = &uiaState{Purpose: purpose, UserID: userID, Flows: flows, Completed: []string{}, Operation: operation, Params: params}
 	}
+	st.id = sessionID
 
 	var stageErr *httpapi.Error
 	// A completed stage retried is not an error: the answer is the 401 with "completed" again.
@@ -87,6 +116,9 @@ func (a *API) uia(w http.ResponseWriter, r *http.Request, raw json.RawMessage, p
 			stageErr = httpapi.NewError(http.StatusUnauthorized, "M_UNRECOGNIZED", "Stage %s is not the next stage of any offered flow", auth.Type)
 		} else if err := a.runStage(r, st, &auth); err != nil {
 			var e *httpapi.Error
+			if f := (*stageFailure)(nil); errors.As(err, &f) {
+				return nil, f.err
+			}
 			if !errors.As(err, &e) {
 				return nil, err
 			}
@@ -96,16 +128,15 @@ func (a *API) uia(w http.ResponseWriter, r *http.Request, raw json.RawMessage, p
 		}
 	}
 	if st.done() {
+		if params != nil {
+			return st, a.saveUIA(ctx, st)
+		}
 		if err := a.users.DeleteUIASession(ctx, sessionID); err != nil {
 			return nil, err
 		}
 		return st, nil
 	}
-	state, err := json.Marshal(st)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.users.SaveUIASession(ctx, sessionID, state, time.Now().Add(uiaSessionLifetime)); err != nil {
+	if err := a.saveUIA(ctx, st); err != nil {
 		return nil, err
 	}
 	body := map[string]any{"flows": flowsJSON(st.Flows), "params": map[string]any{}, "session": sessionID, "completed": st.Completed}
@@ -114,6 +145,33 @@ func (a *API) uia(w http.ResponseWriter, r *http.Request, raw json.RawMessage, p
 	}
 	httpapi.WriteJSON(w, http.StatusUnauthorized, body)
 	return nil, nil
+}
+
+// saveUIA stores a session's state.
+func (a *API) saveUIA(ctx context.Context, st *uiaState) error {
+	state, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return a.users.SaveUIASession(ctx, st.id, state, time.Now().Add(uiaSessionLifetime))
+}
+
+// loadUIA returns the state of a session, or nil when there is none.
+func (a *API) loadUIA(ctx context.Context, sessionID string) (*uiaState, error) {
+	if sessionID == "" {
+		return nil, nil
+	}
+	data, err := a.users.UIASession(ctx, sessionID)
+	if errors.Is(err, userapi.ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	st := &uiaState{id: sessionID}
+	if err := json.Unmarshal(data, st); err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // runStage checks one stage's credentials.
@@ -127,7 +185,7 @@ func (a *API) runStage(r *http.Request, st *uiaState, auth *authDict) error {
 			return err
 		}
 		if user != st.UserID {
-			return httpapi.Forbidden("Authenticate as the user the request is for")
+			return &stageFailure{httpapi.Forbidden("Authenticate as the user the request is for")}
 		}
 		if _, err := a.users.CheckPassword(r.Context(), user, auth.Password); err != nil {
 			if errors.Is(err, userapi.ErrWrongPassword) || errors.Is(err, userapi.ErrNotFound) || errors.Is(err, userapi.ErrDeactivated) {

@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+)
+
+// TestRegisterSessionRemembers checks that a registration session keeps the first request's
+// parameters for requests that carry auth alone, and answers a repeat of the completed
+// request with the same account.
+func TestRegisterSessionRemembers(t *testing.T) {
+	s := Start(t)
+	url := s.URL + "/_matrix/client/v3/register"
+	session := uiaSession(t, s.Client(t), "POST", url, map[string]any{"username": "remy", "password": "pw", "inhibit_login": true})
+	finish := `{"auth":{"type":"m.login.dummy","session":"` + session + `"}}`
+	status, _, body := do(t, "POST", url, []byte(finish))
+	if status != 200 || !strings.Contains(string(body), `"user_id":"@remy:localhost"`) || strings.Contains(string(body), "access_token") {
+		t.Fatalf("auth-only request: %d %s", status, body)
+	}
+	// The same request again: the same account, still without a login.
+	status, _, body = do(t, "POST", url, []byte(finish))
+	if status != 200 || !strings.Contains(string(body), `"user_id":"@remy:localhost"`) || strings.Contains(string(body), "access_token") {
+		t.Fatalf("repeated request: %d %s", status, body)
+	}
+	if _, err := login(t, s, "remy", "pw"); err != nil {
+		t.Fatalf("login with the remembered password: %v", err)
+	}
+
+	// A repeat of a registration with a login logs in again as the same user.
+	session = uiaSession(t, s.Client(t), "POST", url, map[string]any{"password": "pw"})
+	finish = `{"password":"pw","auth":{"type":"m.login.dummy","session":"` + session + `"}}`
+	var first, again mautrix.RespRegister
+	_, _, body = do(t, "POST", url, []byte(finish))
+	json.Unmarshal(body, &first)
+	_, _, body = do(t, "POST", url, []byte(finish))
+	json.Unmarshal(body, &again)
+	if first.UserID == "" || again.UserID != first.UserID || again.AccessToken == "" {
+		t.Fatalf("repeat: %+v then %+v", first, again)
+	}
+}
+
+// TestUIASessionBoundToRequest checks that a session begun for one request does not
+// authorise another, and that another user's password is refused outright.
+func TestUIASessionBoundToRequest(t *testing.T) {
+	s := Start(t)
+	alice := register(t, s, "alice", "pw")
+	register(t, s, "eve", "evepw")
+	for _, dev := range []string{"ONE", "TWO"} {
+		if status, _, body := do(t, "POST", s.URL+"/_matrix/client/v3/login", []byte(`{"type":"m.login.password","identifier":{"type":"m.id.user","user":"alice"},"password":"pw","device_id":"`+dev+`"}`)); status != 200 {
+			t.Fatalf("login as %s: %d %s", dev, status, body)
+		}
+	}
+	hdr := []string{"Authorization", "Bearer " + alice.AccessToken}
+	session := uiaSession(t, alice, "DELETE", s.URL+"/_matrix/client/v3/devices/ONE", map[string]any{})
+	auth := func(user, password string) []byte {
+		b, _ := json.Marshal(map[string]any{"auth": passwordAuth(id.UserID("@"+user+":localhost"), password, session)})
+		return b
+	}
+	status, _, body := do(t, "DELETE", s.URL+"/_matrix/client/v3/devices/TWO", auth("alice", "pw"), hdr...)
+	wantError(t, status, body, 403, "M_FORBIDDEN")
+	status, _, body = do(t, "DELETE", s.URL+"/_matrix/client/v3/devices/ONE", auth("eve", "evepw"), hdr...)
+	wantError(t, status, body, 403, "M_FORBIDDEN")
+	for _, dev := range []string{"ONE", "TWO"} {
+		if status, _, body := do(t, "GET", s.URL+"/_matrix/client/v3/devices/"+dev, nil, hdr...); status != 200 {
+			t.Fatalf("device %s gone: %d %s", dev, status, body)
+		}
+	}
+	if status, _, body := do(t, "DELETE", s.URL+"/_matrix/client/v3/devices/ONE", auth("alice", "pw"), hdr...); status != 200 {
+		t.Fatalf("delete with the right session and user: %d %s", status, body)
+	}
+}
