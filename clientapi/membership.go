@@ -83,18 +83,21 @@ func (a *API) memberContent(ctx context.Context, user id.UserID, membership stri
 // join sends the user's join event (client-server API, "Joining rooms"), with the
 // authorisation of a local member for restricted rooms. Joining again with an unchanged
 // profile sends nothing.
-func (a *API) join(ctx context.Context, dev *userapi.Device, roomID id.RoomID, reason *string) error {
+func (a *API) join(ctx context.Context, dev *userapi.Device, roomID id.RoomID, reason *string, custom map[string]any) error {
 	cur, err := a.rooms.StateEvent(ctx, roomID, "m.room.member", string(dev.UserID))
 	if err != nil {
 		return roomError(err)
 	}
-	var extra map[string]any
+	extra := map[string]any{}
+	for k, v := range custom {
+		extra[k] = v
+	}
 	authoriser, err := a.rooms.JoinAuthoriser(ctx, roomID, dev.UserID)
 	if err != nil {
 		return roomError(err)
 	}
 	if authoriser != "" {
-		extra = map[string]any{"join_authorised_via_users_server": authoriser}
+		extra["join_authorised_via_users_server"] = authoriser
 	}
 	content, err := a.memberContent(ctx, dev.UserID, "join", reason, extra)
 	if err != nil {
@@ -133,18 +136,32 @@ func (a *API) joinIDOrAlias(w http.ResponseWriter, r *http.Request, dev *userapi
 }
 
 func (a *API) answerJoin(w http.ResponseWriter, r *http.Request, dev *userapi.Device, roomID id.RoomID) error {
-	var body struct {
-		Reason *string `json:"reason"`
-	}
+	var body map[string]json.RawMessage
 	if err := readOptionalJSON(r, &body); err != nil {
 		return err
+	}
+	var reason *string
+	custom := map[string]any{}
+	for k, v := range body {
+		switch k {
+		case "reason":
+			if err := json.Unmarshal(v, &reason); err != nil {
+				return httpapi.BadJSON("reason must be a string")
+			}
+		case "third_party_signed", "membership", "join_authorised_via_users_server", "displayname", "avatar_url":
+			// Parameters of the request, or keys the server fills in itself.
+		default:
+			// Other keys go into the member event's content, as Synapse does (clients use
+			// this for custom profile fields).
+			custom[k] = v
+		}
 	}
 	if dev.IsGuest {
 		if err := a.checkGuestAccess(r.Context(), roomID); err != nil {
 			return err
 		}
 	}
-	if err := a.join(r.Context(), dev, roomID, body.Reason); err != nil {
+	if err := a.join(r.Context(), dev, roomID, reason, custom); err != nil {
 		return err
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]id.RoomID{"room_id": roomID})

@@ -282,3 +282,27 @@ func TestGuestsAndForget(t *testing.T) {
 	_, err = bob.Messages(ctx, open, "", "", mautrix.DirectionBackward, nil, 10)
 	wantErrCode(t, err, http.StatusForbidden, "M_FORBIDDEN")
 }
+
+// TestJoinCustomContent checks that extra keys of a join request's body go into the member
+// event, while the server keeps its own keys.
+func TestJoinCustomContent(t *testing.T) {
+	s := Start(t)
+	alice := register(t, s, "alice", "pw")
+	bob := register(t, s, "bob", "pw")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	status, _, body := do(t, "POST", s.URL+"/_matrix/client/v3/join/"+string(room), []byte(`{"foo":"bar","membership":"leave","reason":"hello"}`),
+		"Authorization", "Bearer "+bob.AccessToken)
+	if status != 200 {
+		t.Fatalf("join: %d %s", status, body)
+	}
+	var c map[string]any
+	if err := bob.StateEvent(ctx(t), room, event.StateMember, string(bob.UserID), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c["foo"] != "bar" || c["membership"] != "join" || c["reason"] != "hello" {
+		t.Fatalf("member content %v", c)
+	}
+	status, _, body = do(t, "POST", s.URL+"/_matrix/client/v3/rooms/"+string(room)+"/join", []byte(`{"reason":5}`),
+		"Authorization", "Bearer "+bob.AccessToken)
+	wantError(t, status, body, 400, "M_BAD_JSON")
+}
