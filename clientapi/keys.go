@@ -18,6 +18,8 @@ func (a *API) registerKeyRoutes(r *mux.Router) {
 	handle(r, "/keys/upload", a.authed(a.uploadKeys), http.MethodPost)
 	handle(r, "/keys/query", a.authed(a.queryKeys), http.MethodPost)
 	handle(r, "/keys/claim", a.authed(a.claimKeys), http.MethodPost)
+	handle(r, "/keys/device_signing/upload", a.authed(a.uploadCrossSigningKeys), http.MethodPost)
+	handle(r, "/keys/signatures/upload", a.authed(a.uploadSignatures), http.MethodPost)
 }
 
 // keyError maps the user component's refusals of keys to Matrix errors.
@@ -25,6 +27,12 @@ func keyError(err error) error {
 	switch {
 	case errors.Is(err, userapi.ErrInvalidKeys):
 		return httpapi.InvalidParam("%s", err.Error())
+	case errors.Is(err, userapi.ErrInvalidSignature):
+		return httpapi.NewError(http.StatusBadRequest, "M_INVALID_SIGNATURE", "%s", err.Error())
+	case errors.Is(err, userapi.ErrNoMasterKey):
+		return httpapi.MissingParam("No master signing key is available")
+	case errors.Is(err, userapi.ErrKeyIDInUse):
+		return httpapi.Forbidden("Key ID in use")
 	case errors.Is(err, userapi.ErrNotFound):
 		return httpapi.NotFound("Unknown device")
 	}
@@ -95,9 +103,17 @@ func (a *API) queryKeys(w http.ResponseWriter, r *http.Request, dev *userapi.Dev
 	if err != nil {
 		return err
 	}
+	users := make([]id.UserID, 0, len(want))
+	for user := range want {
+		users = append(users, user)
+	}
+	cs, err := a.users.QueryCrossSigningKeys(r.Context(), dev.UserID, users)
+	if err != nil {
+		return err
+	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{
 		"device_keys": keys, "failures": failures,
-		"master_keys": map[string]any{}, "self_signing_keys": map[string]any{}, "user_signing_keys": map[string]any{},
+		"master_keys": cs.Master, "self_signing_keys": cs.SelfSigning, "user_signing_keys": cs.UserSigning,
 	})
 	return nil
 }
@@ -129,5 +145,55 @@ func (a *API) claimKeys(w http.ResponseWriter, r *http.Request, dev *userapi.Dev
 		return err
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"one_time_keys": keys, "failures": failures})
+	return nil
+}
+
+// uploadCrossSigningKeys answers POST /keys/device_signing/upload, behind user-interactive auth
+// unless the user has no master key yet or uploads exactly the keys stored (spec v1.11).
+func (a *API) uploadCrossSigningKeys(w http.ResponseWriter, r *http.Request, dev *userapi.Device) error {
+	var req struct {
+		Auth        json.RawMessage `json:"auth"`
+		Master      json.RawMessage `json:"master_key"`
+		SelfSigning json.RawMessage `json:"self_signing_key"`
+		UserSigning json.RawMessage `json:"user_signing_key"`
+	}
+	if err := httpapi.ReadJSON(r, &req); err != nil {
+		return err
+	}
+	keys := map[string]json.RawMessage{}
+	for typ, raw := range map[string]json.RawMessage{userapi.KeyMaster: req.Master, userapi.KeySelfSigning: req.SelfSigning, userapi.KeyUserSigning: req.UserSigning} {
+		if len(raw) > 0 && string(raw) != "null" {
+			keys[typ] = raw
+		}
+	}
+	same, hasMaster, err := a.users.SameCrossSigningKeys(r.Context(), dev.UserID, keys)
+	if err != nil {
+		return err
+	}
+	if hasMaster && !same {
+		st, err := a.uia(w, r, req.Auth, "device_signing_upload", dev.UserID, [][]string{{stagePassword}})
+		if st == nil {
+			return err
+		}
+	}
+	if err := a.users.UploadCrossSigningKeys(r.Context(), dev.UserID, keys); err != nil {
+		return keyError(err)
+	}
+	httpapi.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+// uploadSignatures answers POST /keys/signatures/upload: each signed key is checked on its own,
+// and the refused ones are listed under failures.
+func (a *API) uploadSignatures(w http.ResponseWriter, r *http.Request, dev *userapi.Device) error {
+	var req map[id.UserID]map[string]json.RawMessage
+	if err := httpapi.ReadJSON(r, &req); err != nil {
+		return err
+	}
+	failures, err := a.users.UploadSignatures(r.Context(), dev.UserID, req)
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"failures": failures})
 	return nil
 }

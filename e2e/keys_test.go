@@ -162,3 +162,141 @@ func TestKeysUploadQueryClaim(t *testing.T) {
 		t.Errorf("after the claims: counts %+v, fallbacks %v", sync2.DeviceOTKCount, sync2.FallbackKeys)
 	}
 }
+
+// keysCS is a cross-signing key pair.
+type keysCS struct {
+	pub  string
+	priv ed25519.PrivateKey
+}
+
+func newKeysCS() keysCS {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	return keysCS{base64.RawStdEncoding.EncodeToString(pub), priv}
+}
+
+// object returns k as user's cross-signing key of usage typ, signed by signer when set.
+func (k keysCS) object(t *testing.T, user id.UserID, typ string, signer *keysCS) map[string]any {
+	obj := map[string]any{"user_id": user, "usage": []string{typ}, "keys": map[string]string{"ed25519:" + k.pub: k.pub}}
+	if signer != nil {
+		obj = keysSign(t, obj, user, "ed25519:"+signer.pub, signer.priv)
+	}
+	return obj
+}
+
+// keysRaw returns a JSON object of a query answer as a map, for signing it again.
+func keysRaw(t *testing.T, v any) map[string]any {
+	t.Helper()
+	raw, _ := json.Marshal(v)
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "unsigned")
+	return m
+}
+
+// keysSigned converts a signed key object to mautrix's request type.
+func keysSigned(t *testing.T, obj map[string]any) mautrix.ReqKeysSignatures {
+	t.Helper()
+	raw, _ := json.Marshal(obj)
+	var out mautrix.ReqKeysSignatures
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestCrossSigning uploads cross-signing keys (the first upload and an identical one without
+// user-interactive auth, a new master key behind it), signs a device and another user's master
+// key, and checks who sees which signature through /keys/query.
+func TestCrossSigning(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	alice, bob := s.NewUser(t, "alice"), s.NewUser(t, "bob")
+	if _, err := keysUpload(alice, map[string]any{"device_keys": keysDevice(t, alice)}); err != nil {
+		t.Fatal(err)
+	}
+	upload := func(c *mautrix.Client, body map[string]any) error {
+		_, err := c.MakeRequest(ctx, http.MethodPost, c.BuildClientURL("v3", "keys", "device_signing", "upload"), body, nil)
+		return err
+	}
+	amk, assk, ausk, bmk := newKeysCS(), newKeysCS(), newKeysCS(), newKeysCS()
+	body := map[string]any{"master_key": amk.object(t, alice.UserID, "master", nil),
+		"self_signing_key": assk.object(t, alice.UserID, "self_signing", &amk),
+		"user_signing_key": ausk.object(t, alice.UserID, "user_signing", &amk)}
+	if err := upload(alice, body); err != nil {
+		t.Fatalf("first upload: %v", err)
+	}
+	if err := upload(alice, body); err != nil {
+		t.Fatalf("the same keys again: %v", err)
+	}
+	if err := upload(bob, map[string]any{"master_key": bmk.object(t, bob.UserID, "master", nil)}); err != nil {
+		t.Fatal(err)
+	}
+	passwordAuth := map[string]any{"type": "m.login.password", "password": "password",
+		"identifier": map[string]string{"type": "m.id.user", "user": string(alice.UserID)}}
+	bad := map[string]any{"master_key": amk.object(t, alice.UserID, "master", nil),
+		"self_signing_key": newKeysCS().object(t, alice.UserID, "self_signing", &bmk), "auth": passwordAuth}
+	var herr mautrix.HTTPError
+	if err := upload(alice, bad); !errors.As(err, &herr) || herr.RespError == nil || herr.RespError.ErrCode != "M_INVALID_SIGNATURE" {
+		t.Errorf("self-signing key not signed by the master key: %v", err)
+	}
+
+	q, err := alice.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{alice.UserID: {}, bob.UserID: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := q.MasterKeys[bob.UserID]; !ok {
+		t.Fatalf("no master key of bob: %+v", q.MasterKeys)
+	}
+	if _, ok := q.UserSigningKeys[alice.UserID]; !ok {
+		t.Errorf("alice does not see her user-signing key")
+	}
+	sigs, err := alice.UploadSignatures(ctx, &mautrix.ReqUploadSignatures{
+		alice.UserID: {string(alice.DeviceID): keysSigned(t, keysSign(t, keysRaw(t, q.DeviceKeys[alice.UserID][alice.DeviceID]), alice.UserID, "ed25519:"+assk.pub, assk.priv))},
+		bob.UserID:   {bmk.pub: keysSigned(t, keysSign(t, keysRaw(t, q.MasterKeys[bob.UserID]), alice.UserID, "ed25519:"+ausk.pub, ausk.priv))},
+	})
+	if err != nil || len(sigs.Failures) != 0 {
+		t.Fatalf("signatures upload: %v %v", sigs, err)
+	}
+	sigs, err = alice.UploadSignatures(ctx, &mautrix.ReqUploadSignatures{
+		bob.UserID: {bmk.pub: keysSigned(t, keysSign(t, keysRaw(t, q.MasterKeys[bob.UserID]), alice.UserID, "ed25519:"+ausk.pub, newKeysCS().priv))},
+	})
+	if err != nil || len(sigs.Failures) != 1 {
+		t.Errorf("a bad signature: %v %v", sigs, err)
+	}
+
+	byBob, err := bob.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{alice.UserID: {}, bob.UserID: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := byBob.UserSigningKeys[alice.UserID]; ok {
+		t.Error("bob sees alice's user-signing key")
+	}
+	if byBob.DeviceKeys[alice.UserID][alice.DeviceID].Signatures[alice.UserID][id.KeyID("ed25519:"+assk.pub)] == "" {
+		t.Errorf("bob does not see alice's self-signing signature of her device: %+v", byBob.DeviceKeys[alice.UserID][alice.DeviceID].Signatures)
+	}
+	if len(byBob.MasterKeys[bob.UserID].Signatures[alice.UserID]) != 0 {
+		t.Error("bob sees alice's user-signing signature of his master key")
+	}
+	byAlice, _ := alice.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{bob.UserID: {}}})
+	if byAlice.MasterKeys[bob.UserID].Signatures[alice.UserID][id.KeyID("ed25519:"+ausk.pub)] == "" {
+		t.Error("alice does not see her signature of bob's master key")
+	}
+
+	// A new master key needs user-interactive auth.
+	nmk := newKeysCS()
+	replace := map[string]any{"master_key": nmk.object(t, alice.UserID, "master", nil)}
+	if err := upload(alice, replace); !errors.As(err, &herr) || herr.Response.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("new master key without auth: %v", err)
+	}
+	var uia struct {
+		Session string `json:"session"`
+	}
+	_ = json.Unmarshal([]byte(herr.ResponseBody), &uia)
+	replace["auth"] = map[string]any{"type": "m.login.password", "session": uia.Session, "password": "password",
+		"identifier": map[string]string{"type": "m.id.user", "user": string(alice.UserID)}}
+	if err := upload(alice, replace); err != nil {
+		t.Fatalf("new master key with auth: %v", err)
+	}
+}

@@ -243,4 +243,14 @@ type API interface {
 	QueryDeviceKeys(ctx context.Context, want map[id.UserID][]id.DeviceID) (map[id.UserID]map[id.DeviceID]json.RawMessage, error)
 	// ClaimKeys hands out one one-time key (else the fallback key) per device and algorithm.
 	ClaimKeys(ctx context.Context, want map[id.UserID]map[id.DeviceID]string) (map[id.UserID]map[id.DeviceID]map[string]json.RawMessage, error)
+	// SameCrossSigningKeys reports whether the user has a master key, and whether the keys given
+	// are all equal to the stored ones (no user-interactive auth needed) (keys_crosssigning.go).
+	SameCrossSigningKeys(ctx context.Context, user id.UserID, keys map[string]json.RawMessage) (same, hasMaster bool, err error)
+	// UploadCrossSigningKeys stores cross-signing keys by type (KeyMaster, KeySelfSigning,
+	// KeyUserSigning): ErrInvalidKeys, ErrInvalidSignature, ErrNoMasterKey or ErrKeyIDInUse.
+	UploadCrossSigningKeys(ctx context.Context, user id.UserID, keys map[string]json.RawMessage) error
+	// UploadSignatures checks and stores signer's signatures of keys, answering each refusal.
+	UploadSignatures(ctx context.Context, signer id.UserID, objects map[id.UserID]map[string]json.RawMessage) (map[id.UserID]map[string]SignatureFailure, error)
+	// QueryCrossSigningKeys returns local users' cross-signing keys as viewer may see them.
+	QueryCrossSigningKeys(ctx context.Context, viewer id.UserID, users []id.UserID) (*CrossSigningKeysFor, error)
 }

@@ -63,7 +63,7 @@ var keyMigrations = []storage.Migration{{
 
 // migrateKeys applies keyMigrations.
 func migrateKeys(ctx context.Context, db *storage.DB) error {
-	return db.Migrate(ctx, "userapi_keys", keyMigrations)
+	return db.Migrate(ctx, "userapi_keys", slices.Concat(keyMigrations, crossSigningMigrations))
 }
 
 // KeyUpload is the body of POST /keys/upload: each part is optional.
@@ -385,7 +385,12 @@ func (u *Users) QueryDeviceKeys(ctx context.Context, want map[id.UserID][]id.Dev
 			if len(devices) > 0 && !slices.Contains(devices, dev) {
 				continue
 			}
-			withName, err := withDisplayName(keyJSON, name)
+			withSigs, err := withSignatures(ctx, u.db, keyJSON, user, string(dev), user)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("userapi: device keys of %s %s: %w", user, dev, err)
+			}
+			withName, err := withDisplayName(withSigs, name)
 			if err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("userapi: device keys of %s %s: %w", user, dev, err)
