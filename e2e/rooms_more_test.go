@@ -306,3 +306,26 @@ func TestJoinCustomContent(t *testing.T) {
 		"Authorization", "Bearer "+bob.AccessToken)
 	wantError(t, status, body, 400, "M_BAD_JSON")
 }
+
+// TestMessagesEndAtRoomStart checks that a page reaching the room's start still carries end,
+// and that the page after it is empty and has none.
+func TestMessagesEndAtRoomStart(t *testing.T) {
+	s := Start(t)
+	alice := register(t, s, "alice", "pw")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	hdr := []string{"Authorization", "Bearer " + alice.AccessToken}
+	var page struct {
+		Start string            `json:"start"`
+		End   *string           `json:"end"`
+		Chunk []json.RawMessage `json:"chunk"`
+	}
+	status, _, body := do(t, "GET", s.URL+"/_matrix/client/v3/rooms/"+string(room)+"/messages?dir=b&limit=100", nil, hdr...)
+	if err := json.Unmarshal(body, &page); status != 200 || err != nil || len(page.Chunk) == 0 || page.End == nil {
+		t.Fatalf("first page: %d %s", status, body)
+	}
+	status, _, body = do(t, "GET", s.URL+"/_matrix/client/v3/rooms/"+string(room)+"/messages?dir=b&limit=100&from="+*page.End, nil, hdr...)
+	page.End, page.Chunk = nil, nil
+	if err := json.Unmarshal(body, &page); status != 200 || err != nil || len(page.Chunk) != 0 || page.End != nil {
+		t.Fatalf("page past the start: %d %s", status, body)
+	}
+}

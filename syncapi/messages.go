@@ -217,7 +217,10 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, dev *userapi.Devi
 		return err
 	}
 	resp := map[string]any{"start": pointToken(from), "chunk": chunk}
-	if more && len(evs) > 0 || more && limit == 0 {
+	// end is left out only once a page comes back empty: a client that pages until end is
+	// missing then sees the room's start as one empty page, as with other servers, and a
+	// page that happens to reach the start still tells where it stopped.
+	if len(evs) > 0 || more && limit == 0 {
 		resp["end"] = pointToken(next)
 	}
 	if f.LazyLoadMembers && len(evs) > 0 {
