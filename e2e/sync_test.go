@@ -336,3 +336,38 @@ func TestSyncTokenSurvivesRestart(t *testing.T) {
 		t.Fatalf("after a restart: %v", got)
 	}
 }
+
+// TestSyncSummaryHeroes checks that heroes name only rooms that have no name of their own.
+func TestSyncSummaryHeroes(t *testing.T) {
+	s := Start(t)
+	alice := register(t, s, "alice", "pw")
+	bob := register(t, s, "bob", "pw")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if _, err := bob.JoinRoomByID(ctx(t), room); err != nil {
+		t.Fatal(err)
+	}
+	summary := func() map[string]any {
+		t.Helper()
+		status, _, body := do(t, "GET", s.URL+"/_matrix/client/v3/sync", nil, "Authorization", "Bearer "+alice.AccessToken)
+		var resp struct {
+			Rooms struct {
+				Join map[id.RoomID]struct {
+					Summary map[string]any `json:"summary"`
+				} `json:"join"`
+			} `json:"rooms"`
+		}
+		if err := json.Unmarshal(body, &resp); status != 200 || err != nil {
+			t.Fatalf("sync: %d %s", status, body)
+		}
+		return resp.Rooms.Join[room].Summary
+	}
+	if h, ok := summary()["m.heroes"].([]any); !ok || len(h) != 1 || h[0] != string(bob.UserID) {
+		t.Fatalf("unnamed room: %v", summary())
+	}
+	if _, err := alice.SendStateEvent(ctx(t), room, event.StateRoomName, "", map[string]string{"name": "Named"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(); got["m.heroes"] != nil || got["m.joined_member_count"] != float64(2) {
+		t.Fatalf("named room: %v", got)
+	}
+}

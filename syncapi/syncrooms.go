@@ -339,7 +339,29 @@ func summary(state map[auth.StateKey]*pdu.Event, user id.UserID) synctypes.Summa
 	if len(heroes) > 5 {
 		heroes = heroes[:5]
 	}
+	// Heroes name a room that has no name of its own; the spec requires them only then, and
+	// clients show the name or alias otherwise.
+	if stateString(state, "m.room.name", "name") != "" || stateString(state, "m.room.canonical_alias", "alias") != "" {
+		heroes = nil
+	}
 	return synctypes.Summary{Heroes: heroes, JoinedMemberCount: &joined, InvitedMemberCount: &invited}
+}
+
+// stateString returns a string field of a state event's content (state key ""), or "".
+func stateString(state map[auth.StateKey]*pdu.Event, typ, field string) string {
+	ev := state[auth.StateKey{Type: typ}]
+	if ev == nil {
+		return ""
+	}
+	var c map[string]json.RawMessage
+	if json.Unmarshal(ev.Content(), &c) != nil {
+		return ""
+	}
+	var v string
+	if json.Unmarshal(c[field], &v) != nil {
+		return ""
+	}
+	return v
 }
 
 // strippedTypes are the state events shown of a room one is invited to or knocking on
