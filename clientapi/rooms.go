@@ -21,6 +21,9 @@ import (
 func (a *API) registerRoomRoutes(r *mux.Router) {
 	handle(r, "/createRoom", a.authed(a.createRoom), http.MethodPost)
 	handle(r, "/rooms/{roomId}/send/{eventType}/{txnId}", a.authed(a.sendMessage, guestsAllowed), http.MethodPut)
+	// The old form without a transaction ID (client-server API r0), which some clients and
+	// test suites still use: each request sends a new event.
+	handle(r, "/rooms/{roomId}/send/{eventType}", a.authed(a.sendMessage, guestsAllowed), http.MethodPost)
 	handle(r, "/rooms/{roomId}/state/{eventType}", a.authed(a.sendState, guestsAllowed), http.MethodPut)
 	handle(r, "/rooms/{roomId}/state/{eventType}/{stateKey:[^/]*}", a.authed(a.sendState, guestsAllowed), http.MethodPut)
 	handle(r, "/rooms/{roomId}/redact/{eventId}/{txnId}", a.authed(a.redact, guestsAllowed), http.MethodPut)
@@ -117,8 +120,10 @@ func (a *API) sendMessage(w http.ResponseWriter, r *http.Request, dev *userapi.D
 	if err != nil {
 		return err
 	}
-	t := roomserver.Template{Type: typ, Sender: dev.UserID, Content: content,
-		Txn: &roomserver.Txn{DeviceID: dev.DeviceID, TxnID: httpapi.Vars(r)["txnId"]}}
+	t := roomserver.Template{Type: typ, Sender: dev.UserID, Content: content}
+	if txnID := httpapi.Vars(r)["txnId"]; txnID != "" {
+		t.Txn = &roomserver.Txn{DeviceID: dev.DeviceID, TxnID: txnID}
+	}
 	if typ == "m.room.redaction" {
 		// A redaction through /send names its target in content.redacts (v11 format); earlier
 		// room versions carry it at the top level too.

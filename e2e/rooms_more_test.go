@@ -329,3 +329,31 @@ func TestMessagesEndAtRoomStart(t *testing.T) {
 		t.Fatalf("page past the start: %d %s", status, body)
 	}
 }
+
+// TestSendWithoutTxnID checks the old POST form of /send: each request sends a new event, and
+// content outside canonical JSON's range is refused.
+func TestSendWithoutTxnID(t *testing.T) {
+	s := Start(t)
+	alice := register(t, s, "alice", "pw")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat", RoomVersion: "6"})
+	url := s.URL + "/_matrix/client/v3/rooms/" + string(room) + "/send/m.room.message"
+	hdr := []string{"Authorization", "Bearer " + alice.AccessToken}
+	ids := map[string]bool{}
+	for range 2 {
+		status, _, body := do(t, "POST", url, []byte(`{"msgtype":"m.text","body":"hi"}`), hdr...)
+		var resp struct {
+			EventID string `json:"event_id"`
+		}
+		if err := json.Unmarshal(body, &resp); status != 200 || err != nil || resp.EventID == "" {
+			t.Fatalf("POST send: %d %s", status, body)
+		}
+		ids[resp.EventID] = true
+	}
+	if len(ids) != 2 {
+		t.Fatalf("two requests sent %d events", len(ids))
+	}
+	for _, bad := range []string{`{"body":9007199254740992}`, `{"body":1.1}`} {
+		status, _, body := do(t, "POST", url, []byte(bad), hdr...)
+		wantError(t, status, body, 400, "M_BAD_JSON")
+	}
+}
