@@ -246,7 +246,7 @@ func TestSyncFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := raw.Rooms.Join[keep].Timeline.Events
-	if len(evs) == 0 || evs[0]["hashes"] == nil || evs[0]["depth"] == nil {
+	if len(evs) == 0 || evs[0]["hashes"] == nil || evs[0]["depth"] == nil || evs[0]["event_id"] == nil {
 		t.Fatalf("federation format: %v", evs)
 	}
 	_, err = alice.MakeRequest(ctx, http.MethodGet, alice.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "sync"},

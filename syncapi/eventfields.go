@@ -76,7 +76,8 @@ func keepFields(raw json.RawMessage, fields []string) json.RawMessage {
 }
 
 // formatEvents applies the filter's event_format and event_fields to the room events of a
-// response: with "federation" each event is the PDU as the roomserver holds it.
+// response: with "federation" each event is the PDU as the roomserver holds it, with its
+// event_id.
 func (b *roomsBuilder) formatEvents(ctx context.Context) error {
 	fields, federation := b.p.filter.EventFields, b.p.filter.EventFormat == "federation"
 	if len(fields) == 0 && !federation {
@@ -94,7 +95,9 @@ func (b *roomsBuilder) formatEvents(ctx context.Context) error {
 						return err
 					}
 					if ev != nil {
-						raw = ev.JSON()
+						// PDUs of room versions 3 and later carry no event_id; clients still
+						// need it to refer to the event.
+						raw = withField(ev.JSON(), "event_id", head.EventID)
 					}
 				}
 			}

@@ -96,14 +96,23 @@ func (a *API) events(w http.ResponseWriter, r *http.Request, dev *userapi.Device
 
 // withRoomID adds room_id to an event of a sync response, which leaves it out.
 func withRoomID(raw json.RawMessage, room id.RoomID) json.RawMessage {
+	return withField(raw, "room_id", room)
+}
+
+// withField adds a top-level key to a JSON object that lacks it.
+func withField(raw json.RawMessage, key string, value any) json.RawMessage {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return raw
 	}
-	if _, ok := m["room_id"]; ok {
+	if _, ok := m[key]; ok {
 		return raw
 	}
-	m["room_id"], _ = json.Marshal(room)
+	v, err := json.Marshal(value)
+	if err != nil {
+		return raw
+	}
+	m[key] = v
 	out, err := json.Marshal(m)
 	if err != nil {
 		return raw
