@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -369,5 +370,43 @@ func TestSyncSummaryHeroes(t *testing.T) {
 	}
 	if got := summary(); got["m.heroes"] != nil || got["m.joined_member_count"] != float64(2) {
 		t.Fatalf("named room: %v", got)
+	}
+}
+
+// TestSyncFilteredTimelineReachesBack checks that a timeline filter that hides the latest
+// events still finds older matching ones.
+func TestSyncFilteredTimelineReachesBack(t *testing.T) {
+	s := Start(t)
+	alice := register(t, s, "alice", "pw")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	msg, err := alice.SendMessageEvent(ctx(t), room, event.EventMessage, map[string]string{"msgtype": "m.text", "body": "My message"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		if _, err := alice.SendMessageEvent(ctx(t), room, event.Type{Type: "a.filler", Class: event.MessageEventType}, map[string]int{"n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filter := `{"room":{"timeline":{"limit":1,"types":["m.room.message"]}}}`
+	status, _, body := do(t, "GET", s.URL+"/_matrix/client/v3/sync?filter="+url.QueryEscape(filter), nil, "Authorization", "Bearer "+alice.AccessToken)
+	var resp struct {
+		Rooms struct {
+			Join map[id.RoomID]struct {
+				Timeline struct {
+					Events []struct {
+						EventID id.EventID `json:"event_id"`
+					} `json:"events"`
+					Limited bool `json:"limited"`
+				} `json:"timeline"`
+			} `json:"join"`
+		} `json:"rooms"`
+	}
+	if err := json.Unmarshal(body, &resp); status != 200 || err != nil {
+		t.Fatalf("sync: %d %s", status, body)
+	}
+	tl := resp.Rooms.Join[room].Timeline
+	if len(tl.Events) != 1 || tl.Events[0].EventID != msg.EventID || tl.Limited {
+		t.Fatalf("timeline %+v, want only %s, not limited: no older match exists", tl, msg.EventID)
 	}
 }

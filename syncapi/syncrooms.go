@@ -187,10 +187,11 @@ func (b *roomsBuilder) joined(ctx context.Context, room id.RoomID, evs []*syncst
 		from = 0
 	}
 	var err error
+	olderRemain := false
 	if read {
-		// Read a little more than the limit so that hidden or filtered events still leave a
-		// full timeline in most rooms.
-		if evs, err = a.store.LatestInRoom(ctx, a.db, string(room), from, b.now.Rooms, limit*2+1); err != nil {
+		if evs, olderRemain, err = b.readTimeline(ctx, room, from, limit, func(e *syncstore.Event) bool {
+			return tf.matches(e) && v.canSee(e)
+		}); err != nil {
 			return err
 		}
 	}
@@ -201,7 +202,7 @@ func (b *roomsBuilder) joined(ctx context.Context, room id.RoomID, evs []*syncst
 			timeline = append(timeline, e)
 		}
 	}
-	limited := len(timeline) > limit || (read && len(evs) == limit*2+1)
+	limited := len(timeline) > limit || olderRemain
 	if len(timeline) > limit {
 		timeline = timeline[:limit]
 	}
@@ -223,6 +224,41 @@ func (b *roomsBuilder) joined(ctx context.Context, room id.RoomID, evs []*syncst
 		jr.Timeline.PrevBatch = b.now.String()
 	}
 	return b.state(ctx, room, jr, timeline, evs, full, limited)
+}
+
+// Bounds of readTimeline: the first read, and how far it reads back for a timeline whose
+// filter or history visibility hides most events.
+const (
+	maxTimelineReads  = 8
+	maxTimelineWindow = 500
+)
+
+// readTimeline reads a room's latest events after from, enough for limit+1 of them to pass
+// keep when the room has them: a little more than the limit first, then further back in
+// growing steps, within bounds. olderRemain reports whether events before those read remain.
+func (b *roomsBuilder) readTimeline(ctx context.Context, room id.RoomID, from int64, limit int, keep func(*syncstore.Event) bool) (evs []*syncstore.Event, olderRemain bool, err error) {
+	window := limit*2 + 1
+	to := b.now.Rooms
+	kept := 0
+	for range maxTimelineReads {
+		batch, err := b.a.store.LatestInRoom(ctx, b.a.db, string(room), from, to, window)
+		if err != nil {
+			return nil, false, err
+		}
+		evs = append(batch, evs...)
+		olderRemain = len(batch) == window
+		for _, e := range batch {
+			if keep(e) {
+				kept++
+			}
+		}
+		if !olderRemain || kept > limit {
+			break
+		}
+		to = batch[0].Pos - 1
+		window = min(window*2, maxTimelineWindow)
+	}
+	return evs, olderRemain, nil
 }
 
 // state fills a joined room's state section: the whole state at the start of the timeline when
