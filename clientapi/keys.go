@@ -20,6 +20,7 @@ func (a *API) registerKeyRoutes(r *mux.Router) {
 	handle(r, "/keys/claim", a.authed(a.claimKeys), http.MethodPost)
 	handle(r, "/keys/device_signing/upload", a.authed(a.uploadCrossSigningKeys), http.MethodPost)
 	handle(r, "/keys/signatures/upload", a.authed(a.uploadSignatures), http.MethodPost)
+	a.registerKeyBackupRoutes(r)
 }
 
 // keyError maps the user component's refusals of keys to Matrix errors.

@@ -300,3 +300,87 @@ func TestCrossSigning(t *testing.T) {
 		t.Fatalf("new master key with auth: %v", err)
 	}
 }
+
+// TestKeyBackup creates a backup, stores and reads session keys at each path, and checks that
+// writing to an old version is refused with the current one.
+func TestKeyBackup(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	alice := s.NewUser(t, "alice")
+	do := func(method string, path []string, query map[string]string, body, out any) error {
+		_, err := alice.MakeRequest(ctx, method, alice.BuildURLWithQuery(mautrix.ClientURLPath(append([]any{"v3"}, toAny(path)...)), query), body, out)
+		return err
+	}
+	var herr mautrix.HTTPError
+	if err := do(http.MethodGet, []string{"room_keys", "version"}, nil, nil, nil); !errors.As(err, &herr) || herr.Response.StatusCode != http.StatusNotFound {
+		t.Errorf("no backup yet: %v", err)
+	}
+	create := map[string]any{"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": map[string]any{"public_key": "abc"}}
+	var v1, v2 struct {
+		Version string `json:"version"`
+	}
+	if err := do(http.MethodPost, []string{"room_keys", "version"}, nil, create, &v1); err != nil {
+		t.Fatal(err)
+	}
+	if err := do(http.MethodPost, []string{"room_keys", "version"}, nil, create, &v2); err != nil {
+		t.Fatal(err)
+	}
+	room := "!room:localhost"
+	key := map[string]any{"first_message_index": 1, "forwarded_count": 0, "is_verified": false, "session_data": map[string]string{"ciphertext": "x"}}
+	err := do(http.MethodPut, []string{"room_keys", "keys", room, "S1"}, map[string]string{"version": v1.Version}, key, nil)
+	if !errors.As(err, &herr) || herr.RespError == nil || herr.RespError.ErrCode != "M_WRONG_ROOM_KEYS_VERSION" ||
+		herr.Response.StatusCode != http.StatusForbidden || herr.RespError.ExtraData["current_version"] != v2.Version {
+		t.Errorf("put to an old version: %v", err)
+	}
+	var upd struct {
+		Count int    `json:"count"`
+		ETag  string `json:"etag"`
+	}
+	if err := do(http.MethodPut, []string{"room_keys", "keys", room, "S1"}, map[string]string{"version": v2.Version}, key, &upd); err != nil || upd.Count != 1 {
+		t.Fatalf("put one: %+v %v", upd, err)
+	}
+	if err := do(http.MethodPut, []string{"room_keys", "keys"}, map[string]string{"version": v2.Version},
+		map[string]any{"rooms": map[string]any{room: map[string]any{"sessions": map[string]any{"S2": key}}}}, &upd); err != nil || upd.Count != 2 {
+		t.Fatalf("put all: %+v %v", upd, err)
+	}
+	var info struct {
+		Version string `json:"version"`
+		Count   int    `json:"count"`
+		ETag    string `json:"etag"`
+	}
+	if err := do(http.MethodGet, []string{"room_keys", "version"}, nil, nil, &info); err != nil || info.Version != v2.Version || info.Count != 2 || info.ETag != upd.ETag {
+		t.Errorf("latest version: %+v %v", info, err)
+	}
+	var one struct {
+		FirstMessageIndex int `json:"first_message_index"`
+	}
+	if err := do(http.MethodGet, []string{"room_keys", "keys", room, "S2"}, map[string]string{"version": v2.Version}, nil, &one); err != nil || one.FirstMessageIndex != 1 {
+		t.Errorf("get one: %+v %v", one, err)
+	}
+	if err := do(http.MethodGet, []string{"room_keys", "keys", room, "NONE"}, map[string]string{"version": v2.Version}, nil, nil); !errors.As(err, &herr) || herr.Response.StatusCode != http.StatusNotFound {
+		t.Errorf("get an unknown session: %v", err)
+	}
+	var roomKeys struct {
+		Sessions map[string]any `json:"sessions"`
+	}
+	if err := do(http.MethodGet, []string{"room_keys", "keys", room}, map[string]string{"version": v2.Version}, nil, &roomKeys); err != nil || len(roomKeys.Sessions) != 2 {
+		t.Errorf("get room: %+v %v", roomKeys, err)
+	}
+	if err := do(http.MethodDelete, []string{"room_keys", "keys", room}, map[string]string{"version": v2.Version}, nil, &upd); err != nil || upd.Count != 0 {
+		t.Errorf("delete room: %+v %v", upd, err)
+	}
+	if err := do(http.MethodDelete, []string{"room_keys", "version", v2.Version}, nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := do(http.MethodGet, []string{"room_keys", "version"}, nil, nil, &info); err != nil || info.Version != v1.Version {
+		t.Errorf("latest after delete: %+v %v", info, err)
+	}
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}

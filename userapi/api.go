@@ -253,4 +253,20 @@ type API interface {
 	UploadSignatures(ctx context.Context, signer id.UserID, objects map[id.UserID]map[string]json.RawMessage) (map[id.UserID]map[string]SignatureFailure, error)
 	// QueryCrossSigningKeys returns local users' cross-signing keys as viewer may see them.
 	QueryCrossSigningKeys(ctx context.Context, viewer id.UserID, users []id.UserID) (*CrossSigningKeysFor, error)
+	// CreateKeyBackup creates a new, latest, key backup version and returns it (keys_backup.go).
+	CreateKeyBackup(ctx context.Context, user id.UserID, algorithm string, authData json.RawMessage) (string, error)
+	// GetKeyBackup returns a backup version ("" for the latest); ErrNotFound if none.
+	GetKeyBackup(ctx context.Context, user id.UserID, version string) (*KeyBackup, error)
+	// UpdateKeyBackup replaces a backup version's auth_data.
+	UpdateKeyBackup(ctx context.Context, user id.UserID, version, algorithm string, authData json.RawMessage) error
+	// DeleteKeyBackup deletes a backup version and its keys.
+	DeleteKeyBackup(ctx context.Context, user id.UserID, version string) error
+	// PutBackupKeys stores session keys in the latest backup version (*WrongBackupVersionError
+	// for another) and returns its count and etag.
+	PutBackupKeys(ctx context.Context, user id.UserID, version string, keys map[id.RoomID]map[string]BackupKey) (int, string, error)
+	// BackupKeys returns a backup version's keys: all, of a room, or of a session.
+	BackupKeys(ctx context.Context, user id.UserID, version string, room id.RoomID, session string) (map[id.RoomID]map[string]BackupKey, error)
+	// DeleteBackupKeys deletes a backup version's keys (all, of a room, or of a session) and
+	// returns its count and etag.
+	DeleteBackupKeys(ctx context.Context, user id.UserID, version string, room id.RoomID, session string) (int, string, error)
 }

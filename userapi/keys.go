@@ -63,7 +63,7 @@ var keyMigrations = []storage.Migration{{
 
 // migrateKeys applies keyMigrations.
 func migrateKeys(ctx context.Context, db *storage.DB) error {
-	return db.Migrate(ctx, "userapi_keys", slices.Concat(keyMigrations, crossSigningMigrations))
+	return db.Migrate(ctx, "userapi_keys", slices.Concat(keyMigrations, crossSigningMigrations, backupMigrations))
 }
 
 // KeyUpload is the body of POST /keys/upload: each part is optional.
