@@ -32,6 +32,7 @@ type roomsBuilder struct {
 	joinedNow   []id.RoomID
 	newlyJoined []id.RoomID
 	forgotten   map[string]bool
+	ignored     map[string]bool // senders the user ignores (m.ignored_user_list)
 }
 
 // roomAllowed applies the filter's room.rooms and room.not_rooms.
@@ -89,6 +90,9 @@ func (b *roomsBuilder) build(ctx context.Context) error {
 		return err
 	}
 	if b.forgotten, err = a.store.ForgottenRooms(ctx, a.db, string(b.dev.UserID)); err != nil {
+		return err
+	}
+	if b.ignored, err = a.ignoredUsers(ctx, b.dev.UserID); err != nil {
 		return err
 	}
 	b.current = map[id.RoomID]string{}
@@ -181,7 +185,7 @@ func (b *roomsBuilder) build(ctx context.Context) error {
 func (b *roomsBuilder) joined(ctx context.Context, room id.RoomID, evs []*syncstore.Event, full, read bool) error {
 	a := b.a
 	tf, limit := b.timelineFilter()
-	v := &viewer{user: string(b.dev.UserID), hist: b.hist[string(room)]}
+	v := &viewer{user: string(b.dev.UserID), hist: b.hist[string(room)], ignored: b.ignored}
 	from := b.since.Rooms
 	if full {
 		from = 0
@@ -421,7 +425,11 @@ func (b *roomsBuilder) stripped(ctx context.Context, room id.RoomID, _ int64, me
 			add(ev)
 		}
 	}
-	if me := state[auth.StateKey{Type: "m.room.member", StateKey: string(b.dev.UserID)}]; me != nil {
+	me := state[auth.StateKey{Type: "m.room.member", StateKey: string(b.dev.UserID)}]
+	if me != nil && membership == "invite" && b.ignored[string(me.Sender())] {
+		return nil // invites from ignored users are not sent (client-server API, "Ignoring Users")
+	}
+	if me != nil {
 		// The member event itself, whole, as clients read the inviter and time from it.
 		events = append(events, clientJSON(me, time.Now().UnixMilli()))
 	}
@@ -441,7 +449,7 @@ func (b *roomsBuilder) stripped(ctx context.Context, room id.RoomID, _ int64, me
 func (b *roomsBuilder) left(ctx context.Context, room id.RoomID, leavePos int64) error {
 	a := b.a
 	tf, limit := b.timelineFilter()
-	v := &viewer{user: string(b.dev.UserID), hist: b.hist[string(room)]}
+	v := &viewer{user: string(b.dev.UserID), hist: b.hist[string(room)], ignored: b.ignored}
 	from := b.since.Rooms
 	if b.initial {
 		from = 0
