@@ -69,6 +69,45 @@ func (a *API) registerAdminRoutes(r *mux.Router) {
 	r.Handle("/_synapse/admin/v2/users/{userId}", a.admin(a.adminGetUser)).Methods(get)
 	r.Handle("/_synapse/admin/v2/users/{userId}", a.admin(a.adminPutUser)).Methods(put)
 	a.registerTokenAdminRoutes(r)
+	handle(r, "/admin/whois/{userId}", a.authed(a.whois), get)
+}
+
+// whois answers GET /admin/whois/{userId} (client-server API, "Server administration"): the
+// user's devices and where they were last seen. Only the user themself and server admins
+// may ask, as the spec allows.
+func (a *API) whois(w http.ResponseWriter, r *http.Request, dev *userapi.Device) error {
+	u, err := a.adminUserID(r)
+	if err != nil {
+		return err
+	}
+	if u != dev.UserID && !dev.IsAdmin {
+		return httpapi.Forbidden("Only server admins may look up other users")
+	}
+	devices, err := a.users.Devices(r.Context(), u)
+	if err != nil {
+		return err
+	}
+	type connection struct {
+		IP        string `json:"ip"`
+		LastSeen  int64  `json:"last_seen"`
+		UserAgent string `json:"user_agent"`
+	}
+	type session struct {
+		Connections []connection `json:"connections"`
+	}
+	type deviceInfo struct {
+		Sessions []session `json:"sessions"`
+	}
+	out := map[id.DeviceID]deviceInfo{}
+	for _, d := range devices {
+		conns := []connection{}
+		if d.LastSeenTS > 0 {
+			conns = append(conns, connection{IP: d.LastSeenIP, LastSeen: d.LastSeenTS, UserAgent: d.LastSeenUA})
+		}
+		out[d.DeviceID] = deviceInfo{Sessions: []session{{Connections: conns}}}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"user_id": u, "devices": out})
+	return nil
 }
 
 // admin wraps h so that only server admins may call it.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -72,4 +73,48 @@ func TestUIASessionBoundToRequest(t *testing.T) {
 	if status, _, body := do(t, "DELETE", s.URL+"/_matrix/client/v3/devices/ONE", auth("alice", "pw"), hdr...); status != 200 {
 		t.Fatalf("delete with the right session and user: %d %s", status, body)
 	}
+}
+
+// TestWhois checks GET /admin/whois: a user sees their own devices and where they were last
+// seen; another user who is no admin is refused.
+func TestWhois(t *testing.T) {
+	s := Start(t)
+	alice := register(t, s, "alice", "pw")
+	bob := register(t, s, "bob", "pw")
+	if _, err := alice.Whoami(ctx(t)); err != nil { // a request that marks the device seen
+		t.Fatal(err)
+	}
+	var resp struct {
+		UserID  id.UserID `json:"user_id"`
+		Devices map[id.DeviceID]struct {
+			Sessions []struct {
+				Connections []struct {
+					IP        string `json:"ip"`
+					LastSeen  int64  `json:"last_seen"`
+					UserAgent string `json:"user_agent"`
+				} `json:"connections"`
+			} `json:"sessions"`
+		} `json:"devices"`
+	}
+	url := s.URL + "/_matrix/client/v3/admin/whois/" + string(alice.UserID)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, _, body := do(t, "GET", url, nil, "Authorization", "Bearer "+alice.AccessToken)
+		if err := json.Unmarshal(body, &resp); status != 200 || err != nil || resp.UserID != alice.UserID {
+			t.Fatalf("whois: %d %s", status, body)
+		}
+		d, ok := resp.Devices[alice.DeviceID]
+		if !ok || len(d.Sessions) != 1 {
+			t.Fatalf("whois devices: %+v", resp.Devices)
+		}
+		if c := d.Sessions[0].Connections; len(c) == 1 && c[0].IP != "" && c[0].LastSeen > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection seen: %+v", d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	status, _, body := do(t, "GET", url, nil, "Authorization", "Bearer "+bob.AccessToken)
+	wantError(t, status, body, 403, "M_FORBIDDEN")
 }
