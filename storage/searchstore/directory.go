@@ -97,8 +97,10 @@ func (s *Store) SearchUsers(ctx context.Context, q DirQuery) ([]DirUser, error) 
 			" AND word < "+b.arg(w+string(utf8.MaxRune))+")")
 	}
 	me := b.arg(q.Searcher)
+	// The searcher finds themself only as a member of a public room, as others would: sharing
+	// a private room with oneself does not count.
 	visible := `EXISTS (SELECT 1 FROM dir_members m WHERE m.user_id = u.user_id AND (
-		m.room_id IN (SELECT room_id FROM dir_members WHERE user_id = ` + me + `)
+		(m.room_id IN (SELECT room_id FROM dir_members WHERE user_id = ` + me + `) AND u.user_id <> ` + b.arg(q.Searcher) + `)
 		OR m.room_id IN (SELECT room_id FROM search_rooms WHERE join_rule = 'public' OR visibility = 'world_readable')`
 	if len(q.Published) > 0 {
 		visible += "\n\t\tOR m.room_id IN " + b.list(q.Published)

@@ -360,6 +360,15 @@ func TestUserDirectory(t *testing.T) {
 		if got := search(DirQuery{Words: Words("ali"), AllLocal: true, Limit: 1}); len(got) != 1 {
 			t.Fatalf("limit: %v", got)
 		}
+		// The searcher finds themself only through a public room.
+		profile("@me:x", "Me Myself", true)
+		if got := search(DirQuery{Words: Words("myself")}); len(got) != 0 {
+			t.Fatalf("self through a private room: %v", got)
+		}
+		f.member("!public:x", "@me:x", "join")
+		if got := search(DirQuery{Words: Words("myself")}); !slices.Equal(got, []string{"@me:x"}) {
+			t.Fatalf("self through a public room: %v", got)
+		}
 		known, err := f.s.KnownUsers(ctx, []string{"@alina:x", "@zed:x"})
 		if err != nil || !known["@alina:x"] || known["@zed:x"] {
 			t.Fatalf("known: %v %v", known, err)
