@@ -410,3 +410,28 @@ func TestSyncFilteredTimelineReachesBack(t *testing.T) {
 		t.Fatalf("timeline %+v, want only %s, not limited: no older match exists", tl, msg.EventID)
 	}
 }
+
+// TestSyncJoinAndLeaveInOneBatch checks that a room the user joined and left since the token
+// comes with its whole state in the leave section.
+func TestSyncJoinAndLeaveInOneBatch(t *testing.T) {
+	s := Start(t)
+	alice := register(t, s, "alice", "pw")
+	bob := register(t, s, "bob", "pw")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if _, err := alice.SendStateEvent(ctx(t), room, event.Type{Type: "a.test.state", Class: event.StateEventType}, "", map[string]int{"my_key": 1}); err != nil {
+		t.Fatal(err)
+	}
+	filter := `{"room":{"timeline":{"types":[]},"state":{"types":["a.test.state"]},"include_leave":true}}`
+	first := syncOnce(t, bob, "", filter, 0)
+	if _, err := bob.JoinRoomByID(ctx(t), room); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.LeaveRoom(ctx(t), room); err != nil {
+		t.Fatal(err)
+	}
+	next := syncOnce(t, bob, first.NextBatch, filter, 0)
+	lr := next.Rooms.Leave[room]
+	if lr == nil || len(lr.State.Events) != 1 || lr.State.Events[0].Type.Type != "a.test.state" {
+		t.Fatalf("leave section: %+v", lr)
+	}
+}

@@ -83,6 +83,11 @@ func membershipAt(h []syncstore.Membership, pos int64) string {
 	return m
 }
 
+// joinedAfter reports whether the history has a join after position pos.
+func joinedAfter(h []syncstore.Membership, pos int64) bool {
+	return slices.ContainsFunc(h, func(x syncstore.Membership) bool { return x.Pos > pos && x.Membership == "join" })
+}
+
 func (b *roomsBuilder) build(ctx context.Context) error {
 	a := b.a
 	var err error
@@ -485,7 +490,10 @@ func (b *roomsBuilder) left(ctx context.Context, room id.RoomID, leavePos int64)
 			return err
 		}
 		now := time.Now().UnixMilli()
-		for _, ev := range b.stateEvents(st, timeline, evs, b.initial, lr.Timeline.Limited) {
+		// A client that never saw the user joined (they joined and left since its token)
+		// gets the whole state then, as on an initial sync.
+		full := b.initial || (membershipAt(b.hist[string(room)], b.since.Rooms) != "join" && joinedAfter(b.hist[string(room)], b.since.Rooms))
+		for _, ev := range b.stateEvents(st, timeline, evs, full, lr.Timeline.Limited) {
 			lr.State.Add(clientJSON(ev, now))
 		}
 	}
