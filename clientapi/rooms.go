@@ -175,8 +175,43 @@ func (a *API) sendState(w http.ResponseWriter, r *http.Request, dev *userapi.Dev
 	if err != nil {
 		return err
 	}
+	if typ == "m.room.guest_access" && stateKey == "" {
+		a.removeGuests(r.Context(), roomID, content)
+	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]id.EventID{"event_id": ev.EventID()})
 	return nil
+}
+
+// removeGuests makes the room's local guests leave once m.room.guest_access no longer lets
+// them join (client-server API, "Guest access": the server MUST set their membership to
+// leave). A failure is logged: the change of guest access itself has happened.
+func (a *API) removeGuests(ctx context.Context, roomID id.RoomID, content json.RawMessage) {
+	var c struct {
+		GuestAccess string `json:"guest_access"`
+	}
+	if json.Unmarshal(content, &c) == nil && c.GuestAccess == "can_join" {
+		return
+	}
+	state, err := a.rooms.CurrentState(ctx, roomID)
+	if err != nil {
+		a.log.Warn("remove guests: read room state", "room", roomID, "error", err)
+		return
+	}
+	for k, ev := range state {
+		u := id.UserID(k.StateKey)
+		if k.Type != "m.room.member" || roomserver.MembershipOf(ev) != "join" || u.Homeserver() != a.cfg.ServerName {
+			continue
+		}
+		acc, err := a.users.Account(ctx, u)
+		if err != nil || !acc.IsGuest {
+			continue
+		}
+		sk := string(u)
+		leave, _ := json.Marshal(map[string]string{"membership": "leave"})
+		if _, err := a.rooms.Send(ctx, roomID, roomserver.Template{Type: "m.room.member", StateKey: &sk, Sender: u, Content: leave}); err != nil {
+			a.log.Warn("remove guest from room", "room", roomID, "user", u, "error", err)
+		}
+	}
 }
 
 // sameJSON reports whether two JSON values are equal.

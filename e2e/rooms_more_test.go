@@ -357,3 +357,34 @@ func TestSendWithoutTxnID(t *testing.T) {
 		wantError(t, status, body, 400, "M_BAD_JSON")
 	}
 }
+
+// TestGuestsLeaveWhenGuestAccessEnds checks that guests are made to leave a room whose
+// m.room.guest_access stops letting them join, while other members stay.
+func TestGuestsLeaveWhenGuestAccessEnds(t *testing.T) {
+	s := Start(t)
+	alice := register(t, s, "alice", "pw")
+	bob := register(t, s, "bob", "pw")
+	guest := newGuest(t, s, "guest1")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", InitialState: []*event.Event{{
+		Type: event.StateGuestAccess, StateKey: ptr(""), Content: event.Content{Raw: map[string]any{"guest_access": "can_join"}},
+	}}})
+	for _, c := range []*mautrix.Client{guest, bob} {
+		if _, err := c.JoinRoomByID(ctx(t), room); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := alice.SendStateEvent(ctx(t), room, event.StateGuestAccess, "", map[string]string{"guest_access": "forbidden"}); err != nil {
+		t.Fatal(err)
+	}
+	members, err := alice.JoinedMembers(ctx(t), room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := members.Joined[guest.UserID]; ok || len(members.Joined) != 2 {
+		t.Fatalf("joined members after guest access ended: %v", members.Joined)
+	}
+	var c map[string]any
+	if err := alice.StateEvent(ctx(t), room, event.StateMember, string(guest.UserID), &c); err != nil || c["membership"] != "leave" {
+		t.Fatalf("guest's member event: %v %v", c, err)
+	}
+}
