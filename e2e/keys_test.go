@@ -9,9 +9,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -383,4 +387,26 @@ func toAny(ss []string) []any {
 		out[i] = s
 	}
 	return out
+}
+
+// TestMatrixJSSDKCrypto runs js/crypto.mjs: matrix-js-sdk with its Rust crypto sets up an
+// encrypted room, cross-signing, a verification and a key backup that a new login restores.
+func TestMatrixJSSDKCrypto(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is needed for the matrix-js-sdk tests (Node 20 or newer)")
+	}
+	if _, err := os.Stat(filepath.Join("js", "node_modules", "matrix-js-sdk")); err != nil {
+		t.Fatal("matrix-js-sdk is not installed: run 'npm ci --prefix e2e/js' (make test does)")
+	}
+	s := Start(t)
+	alice, bob := s.NewUser(t, "alice"), s.NewUser(t, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, node, filepath.Join("js", "crypto.mjs"), s.URL,
+		string(alice.UserID), alice.AccessToken, string(alice.DeviceID), string(bob.UserID), bob.AccessToken, string(bob.DeviceID), "password").CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("crypto.mjs: %v", err)
+	}
 }
