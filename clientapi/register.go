@@ -23,6 +23,7 @@ type registerRequest struct {
 	DeviceID                 id.DeviceID     `json:"device_id"`
 	InitialDeviceDisplayName string          `json:"initial_device_display_name"`
 	InhibitLogin             bool            `json:"inhibit_login"`
+	GuestAccessToken         string          `json:"guest_access_token"`
 	RefreshToken             bool            `json:"refresh_token"`
 }
 
@@ -92,7 +93,11 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	// Synapse does), which clients see in the returned user_id.
 	req.Username = strings.ToLower(req.Username)
 	// The spec wants these checks before user-interactive auth, so a client learns early.
-	if req.Username != "" {
+	guest, err := a.upgradingGuest(r, &req)
+	if err != nil {
+		return err
+	}
+	if req.Username != "" && guest == "" {
 		if err := a.checkLocalpart(r, req.Username); err != nil {
 			return err
 		}
@@ -111,6 +116,18 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	if guest != "" {
+		if err := a.users.UpgradeGuest(r.Context(), guest, req.Password); errors.Is(err, userapi.ErrNotFound) {
+			return httpapi.Forbidden("The guest account can no longer be upgraded")
+		} else if err != nil {
+			return err
+		}
+		st.Result = guest
+		if err := a.saveUIA(r.Context(), st); err != nil {
+			return err
+		}
+		return a.answerRegistered(w, r, guest, &req)
+	}
 	localpart := req.Username
 	if localpart == "" {
 		localpart = randomLocalpart()
@@ -126,6 +143,25 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return a.answerRegistered(w, r, acc.UserID, &req)
+}
+
+// upgradingGuest checks a registration's guest_access_token (client-server API, "Guest
+// access": a guest upgrades their account through the ordinary registration, naming their
+// own localpart) and returns the guest's user ID, or "" without a token.
+func (a *API) upgradingGuest(r *http.Request, req *registerRequest) (id.UserID, error) {
+	if req.GuestAccessToken == "" {
+		return "", nil
+	}
+	dev, err := a.users.QueryAccessToken(r.Context(), req.GuestAccessToken)
+	if errors.Is(err, userapi.ErrUnknownToken) || errors.Is(err, userapi.ErrTokenExpired) || (err == nil && !dev.IsGuest) {
+		return "", httpapi.Forbidden("guest_access_token is not the access token of a guest")
+	} else if err != nil {
+		return "", err
+	}
+	if localpart, _, _ := dev.UserID.Parse(); localpart != req.Username {
+		return "", httpapi.Forbidden("A guest can only upgrade their own account: username must be %q", localpart)
+	}
+	return dev.UserID, nil
 }
 
 // answerRegistered answers a successful registration: the user ID, and a login unless the

@@ -118,3 +118,31 @@ func TestWhois(t *testing.T) {
 	status, _, body := do(t, "GET", url, nil, "Authorization", "Bearer "+bob.AccessToken)
 	wantError(t, status, body, 403, "M_FORBIDDEN")
 }
+
+// TestGuestUpgrade checks that a guest becomes a full user through the ordinary registration
+// with their guest_access_token and own localpart, and cannot upgrade another guest.
+func TestGuestUpgrade(t *testing.T) {
+	s := Start(t)
+	g1, g2 := newGuest(t, s, "g1"), newGuest(t, s, "g2")
+	local1, _, _ := g1.UserID.Parse()
+	url := s.URL + "/_matrix/client/v3/register"
+	body := func(localpart, token string) []byte {
+		b, _ := json.Marshal(map[string]any{"username": localpart, "password": "pw", "guest_access_token": token, "auth": map[string]string{"type": "m.login.dummy"}})
+		return b
+	}
+	status, _, resp := do(t, "POST", url, body(local1, g2.AccessToken))
+	wantError(t, status, resp, 403, "M_FORBIDDEN")
+	status, _, resp = do(t, "POST", url, body(local1, g1.AccessToken))
+	var reg mautrix.RespRegister
+	if err := json.Unmarshal(resp, &reg); status != 200 || err != nil || reg.UserID != g1.UserID || reg.AccessToken == "" {
+		t.Fatalf("upgrade: %d %s", status, resp)
+	}
+	cli := s.Client(t)
+	cli.UserID, cli.AccessToken = reg.UserID, reg.AccessToken
+	if w, err := whoami(t, cli); err != nil || w.IsGuest || w.UserID != g1.UserID {
+		t.Fatalf("whoami after upgrade: %+v %v", w, err)
+	}
+	if _, err := login(t, s, local1, "pw"); err != nil {
+		t.Fatalf("login with the new password: %v", err)
+	}
+}

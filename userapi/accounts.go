@@ -178,6 +178,35 @@ func (u *Users) dummyCompare(password string) {
 
 // SetPassword replaces the password ("" removes password login); with logoutDevices, every
 // device but keep is deleted with its tokens. ErrNotFound or ErrDeactivated for such accounts.
+// UpgradeGuest turns a guest account into a full one with the password (client-server API,
+// "Guest access": guests upgrade through the ordinary registration).
+func (u *Users) UpgradeGuest(ctx context.Context, userID id.UserID, password string) error {
+	hash, err := u.hashPassword(password)
+	if err != nil {
+		return err
+	}
+	err = u.db.WithTx(ctx, func(tx *storage.Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE accounts SET is_guest = FALSE, password_hash = $2
+			WHERE user_id = $1 AND is_guest AND NOT deactivated`, userID, hash)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return err
+	} else if err != nil {
+		return fmt.Errorf("userapi: upgrade guest %s: %w", userID, err)
+	}
+	u.revoked(userID) // cached devices still say guest
+	return nil
+}
+
 func (u *Users) SetPassword(ctx context.Context, userID id.UserID, password string, logoutDevices bool, keep id.DeviceID) error {
 	hash, err := u.hashPassword(password)
 	if err != nil {

@@ -136,6 +136,9 @@ type API interface {
 	SetPassword(ctx context.Context, userID id.UserID, password string, logoutDevices bool, keep id.DeviceID) error
 	// SetAdmin grants or revokes server admin.
 	SetAdmin(ctx context.Context, userID id.UserID, admin bool) error
+	// UpgradeGuest turns a guest account into a full one with the password: ErrNotFound for
+	// an account that is no guest.
+	UpgradeGuest(ctx context.Context, userID id.UserID, password string) error
 	// Deactivate deletes the account's devices and tokens, clears its password (and with erase
 	// its profile), and marks it deactivated so its user ID is never reused.
 	Deactivate(ctx context.Context, userID id.UserID, erase bool) error
@@ -269,4 +272,7 @@ type API interface {
 	// DeleteBackupKeys deletes a backup version's keys (all, of a room, or of a session) and
 	// returns its count and etag.
 	DeleteBackupKeys(ctx context.Context, user id.UserID, version string, room id.RoomID, session string) (int, string, error)
+	// CheckCrossSigningKeys validates cross-signing keys as UploadCrossSigningKeys would, without
+	// storing them.
+	CheckCrossSigningKeys(ctx context.Context, user id.UserID, keys map[string]json.RawMessage) error
 }
