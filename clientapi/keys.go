@@ -167,6 +167,10 @@ func (a *API) uploadCrossSigningKeys(w http.ResponseWriter, r *http.Request, dev
 			keys[typ] = raw
 		}
 	}
+	// Keys that would be refused are refused before the client is asked to authenticate.
+	if err := a.users.CheckCrossSigningKeys(r.Context(), dev.UserID, keys); err != nil {
+		return keyError(err)
+	}
 	same, hasMaster, err := a.users.SameCrossSigningKeys(r.Context(), dev.UserID, keys)
 	if err != nil {
 		return err

@@ -428,7 +428,7 @@ func withDisplayName(keyJSON, name string) (json.RawMessage, error) {
 // ClaimKeys hands out one key per (user, device, algorithm) asked for (client-server API, "POST
 // /_matrix/client/v3/keys/claim"): an unclaimed one-time key, deleted as it is handed out so
 // that no two claims ever get the same one, else the device's fallback key, which is marked
-// used and may be handed out again. Devices with neither are left out. The owners of the
+// used and may be handed out again. Devices with neither, and deleted devices, are left out. The owners of the
 // devices whose counts changed are woken on StreamKeyCounts.
 func (u *Users) ClaimKeys(ctx context.Context, want map[id.UserID]map[id.DeviceID]string) (map[id.UserID]map[id.DeviceID]map[string]json.RawMessage, error) {
 	type claim struct {
@@ -490,6 +490,14 @@ func (u *Users) ClaimKeys(ctx context.Context, want map[id.UserID]map[id.DeviceI
 // claimOne takes one key of a device for alg inside tx: a one-time key (deleted), else the
 // fallback key (marked used). changed reports whether the device's counts changed.
 func claimOne(ctx context.Context, tx *storage.Tx, user id.UserID, device id.DeviceID, alg string) (keyID, keyJSON string, changed bool, err error) {
+	// A deleted device's keys may still be stored; they must never start a new session.
+	var one int
+	err = tx.QueryRow(ctx, `SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2`, user, device).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", false, nil
+	} else if err != nil {
+		return "", "", false, fmt.Errorf("claim keys of %s %s: %w", user, device, err)
+	}
 	// Under PostgreSQL's read committed, a concurrent claimer may delete the key picked here
 	// between the SELECT and the DELETE: the DELETE then removes nothing and another is picked.
 	for {

@@ -157,6 +157,17 @@ func (u *Users) SameCrossSigningKeys(ctx context.Context, user id.UserID, keys m
 // IDs (ErrKeyIDInUse). A new master key drops the stored self- and user-signing keys it does not
 // come with, as they are no longer signed by the master key. A change is a device-list change.
 func (u *Users) UploadCrossSigningKeys(ctx context.Context, user id.UserID, keys map[string]json.RawMessage) error {
+	return u.crossSigningKeys(ctx, user, keys, true)
+}
+
+// CheckCrossSigningKeys validates cross-signing keys as UploadCrossSigningKeys does, without
+// storing them: the endpoint checks them before asking for user-interactive auth.
+func (u *Users) CheckCrossSigningKeys(ctx context.Context, user id.UserID, keys map[string]json.RawMessage) error {
+	return u.crossSigningKeys(ctx, user, keys, false)
+}
+
+// crossSigningKeys validates cross-signing keys and, with write, stores them.
+func (u *Users) crossSigningKeys(ctx context.Context, user id.UserID, keys map[string]json.RawMessage, write bool) error {
 	type checked struct {
 		obj  map[string]json.RawMessage
 		pub  string
@@ -208,7 +219,7 @@ func (u *Users) UploadCrossSigningKeys(ctx context.Context, user id.UserID, keys
 					return fmt.Errorf("%w: %s key is not signed by the master key", ErrInvalidSignature, typ)
 				}
 			}
-			if stored[typ] == k.json {
+			if !write || stored[typ] == k.json {
 				continue
 			}
 			changed = true
@@ -216,6 +227,9 @@ func (u *Users) UploadCrossSigningKeys(ctx context.Context, user id.UserID, keys
 				ON CONFLICT (user_id, key_type) DO UPDATE SET key_json = excluded.key_json`, user, typ, k.json); err != nil {
 				return fmt.Errorf("store %s key: %w", typ, err)
 			}
+		}
+		if !write {
+			return nil
 		}
 		if m, ok := in[KeyMaster]; ok && stored[KeyMaster] != "" && publicKey(stored[KeyMaster]) != m.pub {
 			for _, typ := range []string{KeySelfSigning, KeyUserSigning} {

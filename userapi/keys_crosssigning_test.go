@@ -89,6 +89,16 @@ func TestCrossSigningKeys(t *testing.T) {
 		usk = newCSKey()
 		keys := map[string]json.RawMessage{KeyMaster: mk.object(t, alice, KeyMaster, nil),
 			KeySelfSigning: ssk.object(t, alice, KeySelfSigning, &mk), KeyUserSigning: usk.object(t, alice, KeyUserSigning, &mk)}
+		// Checking stores nothing.
+		if err := u.CheckCrossSigningKeys(ctx, alice, keys); err != nil {
+			t.Fatal(err)
+		}
+		if err := u.CheckCrossSigningKeys(ctx, alice, map[string]json.RawMessage{KeySelfSigning: ssk.object(t, alice, KeySelfSigning, &mk)}); !errors.Is(err, ErrNoMasterKey) {
+			t.Errorf("check of a self-signing key without a master key: %v", err)
+		}
+		if _, has, _ := u.SameCrossSigningKeys(ctx, alice, nil); has {
+			t.Fatal("a check stored the master key")
+		}
 		before := nf.Latest(StreamDeviceLists)
 		if err := u.UploadCrossSigningKeys(ctx, alice, keys); err != nil {
 			t.Fatal(err)

@@ -231,6 +231,17 @@ func TestOneTimeAndFallbackKeys(t *testing.T) {
 		if err != nil || len(got) != 0 {
 			t.Errorf("claim of an algorithm without keys: %v %v", got, err)
 		}
+		// A deleted device's keys are never handed out.
+		if _, err := u.UploadKeys(ctx, alice, "DEV", KeyUpload{OneTimeKeys: map[string]json.RawMessage{"signed_curve25519:ZZZZ": json.RawMessage(`{"key":"z"}`)}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := u.DeleteDevices(ctx, alice, []id.DeviceID{"DEV"}); err != nil {
+			t.Fatal(err)
+		}
+		got, err = u.ClaimKeys(ctx, map[id.UserID]map[id.DeviceID]string{alice: {"DEV": "signed_curve25519"}})
+		if err != nil || len(got) != 0 {
+			t.Errorf("claim from a deleted device: %v %v", got, err)
+		}
 	})
 }
 
