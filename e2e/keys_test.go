@@ -408,3 +408,61 @@ func TestMatrixJSSDKCrypto(t *testing.T) {
 		t.Fatalf("crypto.mjs: %v", err)
 	}
 }
+
+// TestKeysBadInput checks the errors of the key endpoints for malformed or impossible requests.
+func TestKeysBadInput(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	alice := s.NewUser(t, "alice")
+	if _, err := alice.MakeRequest(ctx, http.MethodPost, alice.BuildClientURL("v3", "room_keys", "version"), map[string]any{
+		"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": map[string]any{}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, method string
+		path         []string
+		query        map[string]string
+		body         any
+		status       int
+		code         string
+	}{
+		{"query without device_keys", http.MethodPost, []string{"keys", "query"}, nil, map[string]any{}, 400, "M_MISSING_PARAM"},
+		{"query of an invalid user ID", http.MethodPost, []string{"keys", "query"}, nil, map[string]any{"device_keys": map[string]any{"alice": []string{}}}, 400, "M_INVALID_PARAM"},
+		{"claim without one_time_keys", http.MethodPost, []string{"keys", "claim"}, nil, map[string]any{}, 400, "M_MISSING_PARAM"},
+		{"one-time key without an ID", http.MethodPost, []string{"keys", "upload"}, nil, map[string]any{"one_time_keys": map[string]any{"signed_curve25519": "x"}}, 400, "M_INVALID_PARAM"},
+		{"device keys not an object", http.MethodPost, []string{"keys", "upload"}, nil, map[string]any{"device_keys": "x"}, 400, "M_INVALID_PARAM"},
+		{"self-signing key without a master key", http.MethodPost, []string{"keys", "device_signing", "upload"}, nil,
+			map[string]any{"self_signing_key": newKeysCS().object(t, alice.UserID, "self_signing", nil)}, 400, "M_MISSING_PARAM"},
+		{"signatures not an object", http.MethodPost, []string{"keys", "signatures", "upload"}, nil, []int{1}, 400, "M_BAD_JSON"},
+		{"backup keys without version", http.MethodPut, []string{"room_keys", "keys"}, nil, map[string]any{"rooms": map[string]any{}}, 400, "M_MISSING_PARAM"},
+		{"backup update with another version", http.MethodPut, []string{"room_keys", "version", "1"}, nil,
+			map[string]any{"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": map[string]any{}, "version": "2"}, 400, "M_INVALID_PARAM"},
+		{"backup update of the algorithm", http.MethodPut, []string{"room_keys", "version", "1"}, nil,
+			map[string]any{"algorithm": "other", "auth_data": map[string]any{}}, 400, "M_INVALID_PARAM"},
+		{"unknown backup version", http.MethodGet, []string{"room_keys", "version", "abc"}, nil, nil, 404, "M_NOT_FOUND"},
+		{"keys of an unknown backup version", http.MethodGet, []string{"room_keys", "keys"}, map[string]string{"version": "9"}, nil, 404, "M_NOT_FOUND"},
+		{"session_data not an object", http.MethodPut, []string{"room_keys", "keys", "!r:localhost", "S"}, map[string]string{"version": "1"},
+			map[string]any{"first_message_index": 0, "forwarded_count": 0, "is_verified": false, "session_data": 1}, 400, "M_INVALID_PARAM"},
+		{"changes without tokens", http.MethodGet, []string{"keys", "changes"}, nil, nil, 400, "M_MISSING_PARAM"},
+	}
+	for _, c := range cases {
+		_, err := alice.MakeRequest(ctx, c.method, alice.BuildURLWithQuery(mautrix.ClientURLPath(append([]any{"v3"}, toAny(c.path)...)), c.query), c.body, nil)
+		var herr mautrix.HTTPError
+		if !errors.As(err, &herr) || herr.Response.StatusCode != c.status || herr.RespError == nil || herr.RespError.ErrCode != c.code {
+			t.Errorf("%s: got %v, want %d %s", c.name, err, c.status, c.code)
+		}
+	}
+	// Remote users are reported under failures until federation exists.
+	var claim struct {
+		Failures map[string]any `json:"failures"`
+	}
+	if _, err := alice.MakeRequest(ctx, http.MethodPost, alice.BuildClientURL("v3", "keys", "claim"),
+		map[string]any{"one_time_keys": map[string]any{"@bob:elsewhere.example": map[string]string{"D": "signed_curve25519"}}}, &claim); err != nil || claim.Failures["elsewhere.example"] == nil {
+		t.Errorf("claim of a remote user: %+v %v", claim, err)
+	}
+	// Without an access token.
+	anon, _ := mautrix.NewClient(s.URL, "", "")
+	if _, err := anon.MakeRequest(ctx, http.MethodGet, anon.BuildClientURL("v3", "keys", "changes")+"?from=s0&to=s0", nil, nil); err == nil {
+		t.Error("/keys/changes without a token answered")
+	}
+}
