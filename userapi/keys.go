@@ -63,7 +63,7 @@ var keyMigrations = []storage.Migration{{
 
 // migrateKeys applies keyMigrations.
 func migrateKeys(ctx context.Context, db *storage.DB) error {
-	return db.Migrate(ctx, "userapi_keys", slices.Concat(keyMigrations, crossSigningMigrations, backupMigrations))
+	return db.Migrate(ctx, "userapi_keys", slices.Concat(keyMigrations, crossSigningMigrations, backupMigrations, keyOwnerMigrations))
 }
 
 // KeyUpload is the body of POST /keys/upload: each part is optional.
@@ -244,12 +244,10 @@ func (u *Users) UploadKeys(ctx context.Context, user id.UserID, device id.Device
 	var counts map[string]int
 	err = u.db.WithTx(ctx, func(tx *storage.Tx) error {
 		listPos = 0
-		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2`, user, device).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		} else if err != nil {
+		if ok, err := ownKeys(ctx, tx, user, device); err != nil {
 			return err
+		} else if !ok {
+			return ErrNotFound
 		}
 		for _, k := range otks {
 			var old string
@@ -290,6 +288,10 @@ func (u *Users) UploadKeys(ctx context.Context, user id.UserID, device id.Device
 			return nil // the same keys again: nothing others see has changed
 		} else if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
+		}
+		// Signatures of the old keys do not sign the new ones.
+		if _, err := tx.Exec(ctx, `DELETE FROM e2e_signatures WHERE target_user_id = $1 AND target_key_id = $2`, user, device); err != nil {
+			return fmt.Errorf("drop signatures of old device keys: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO e2e_device_keys (user_id, device_id, key_json) VALUES ($1, $2, $3)
 			ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = excluded.key_json`, user, device, string(dk)); err != nil {
@@ -337,6 +339,13 @@ func keyCounts(ctx context.Context, q queryer, user id.UserID, device id.DeviceI
 // KeyCounts returns a device's unclaimed one-time key counts per algorithm and the algorithms
 // of its unused fallback keys, sorted: what /sync reports to the device.
 func (u *Users) KeyCounts(ctx context.Context, user id.UserID, device id.DeviceID) (map[string]int, []string, error) {
+	var one int
+	err := u.db.QueryRow(ctx, `SELECT 1 FROM devices k`+currentDeviceJoin+`WHERE k.user_id = $1 AND k.device_id = $2`, user, device).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return map[string]int{"signed_curve25519": 0}, []string{}, nil // no keys of this device yet
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("userapi: key counts of %s %s: %w", user, device, err)
+	}
 	counts, err := keyCounts(ctx, u.db, user, device)
 	if err != nil {
 		return nil, nil, fmt.Errorf("userapi: key counts of %s %s: %w", user, device, err)
@@ -368,9 +377,8 @@ func (u *Users) KeyCounts(ctx context.Context, user id.UserID, device id.DeviceI
 func (u *Users) QueryDeviceKeys(ctx context.Context, want map[id.UserID][]id.DeviceID) (map[id.UserID]map[id.DeviceID]json.RawMessage, error) {
 	out := make(map[id.UserID]map[id.DeviceID]json.RawMessage, len(want))
 	for user, devices := range want {
-		rows, err := u.db.Query(ctx, `SELECT k.device_id, k.key_json, d.display_name FROM e2e_device_keys k
-			JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
-			WHERE k.user_id = $1`, user)
+		rows, err := u.db.Query(ctx, `SELECT k.device_id, k.key_json, d.display_name FROM e2e_device_keys k`+currentDeviceJoin+
+			`WHERE k.user_id = $1`, user)
 		if err != nil {
 			return nil, fmt.Errorf("userapi: device keys of %s: %w", user, err)
 		}
@@ -491,12 +499,8 @@ func (u *Users) ClaimKeys(ctx context.Context, want map[id.UserID]map[id.DeviceI
 // fallback key (marked used). changed reports whether the device's counts changed.
 func claimOne(ctx context.Context, tx *storage.Tx, user id.UserID, device id.DeviceID, alg string) (keyID, keyJSON string, changed bool, err error) {
 	// A deleted device's keys may still be stored; they must never start a new session.
-	var one int
-	err = tx.QueryRow(ctx, `SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2`, user, device).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", "", false, nil
-	} else if err != nil {
-		return "", "", false, fmt.Errorf("claim keys of %s %s: %w", user, device, err)
+	if ok, err := ownKeys(ctx, tx, user, device); err != nil || !ok {
+		return "", "", false, err
 	}
 	// Under PostgreSQL's read committed, a concurrent claimer may delete the key picked here
 	// between the SELECT and the DELETE: the DELETE then removes nothing and another is picked.

@@ -398,8 +398,8 @@ func signatureTarget(ctx context.Context, tx *storage.Tx, signer id.UserID, own 
 	// One of the signer's devices, with the self-signing key.
 	ssk := publicKey(own[KeySelfSigning])
 	var keyJSON string
-	err = tx.QueryRow(ctx, `SELECT k.key_json FROM e2e_device_keys k JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
-		WHERE k.user_id = $1 AND k.device_id = $2`, signer, keyID).Scan(&keyJSON)
+	err = tx.QueryRow(ctx, `SELECT k.key_json FROM e2e_device_keys k`+currentDeviceJoin+
+		`WHERE k.user_id = $1 AND k.device_id = $2`, signer, keyID).Scan(&keyJSON)
 	if errors.Is(err, sql.ErrNoRows) || ssk == "" {
 		return "", verifyKey{}, "", nil
 	} else if err != nil {
@@ -411,7 +411,8 @@ func signatureTarget(ctx context.Context, tx *storage.Tx, signer id.UserID, own 
 // deviceKeyOf returns the ed25519 key of one of user's devices, "" if it has none.
 func deviceKeyOf(ctx context.Context, tx *storage.Tx, user id.UserID, device string) (string, error) {
 	var keyJSON string
-	err := tx.QueryRow(ctx, `SELECT key_json FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2`, user, device).Scan(&keyJSON)
+	err := tx.QueryRow(ctx, `SELECT k.key_json FROM e2e_device_keys k`+currentDeviceJoin+
+		`WHERE k.user_id = $1 AND k.device_id = $2`, user, device).Scan(&keyJSON)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	} else if err != nil {

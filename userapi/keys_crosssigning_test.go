@@ -215,5 +215,13 @@ func TestUploadSignatures(t *testing.T) {
 		if hasSig(cs.Master[bob], alice, "ed25519:"+ausk.pub) {
 			t.Errorf("bob sees alice's user-signing signature: %s", cs.Master[bob])
 		}
+		// New device keys drop the signatures of the old ones.
+		if _, err := u.UploadKeys(ctx, alice, "DEV", KeyUpload{DeviceKeys: testDeviceKeys(t, alice, "DEV", nil)}); err != nil {
+			t.Fatal(err)
+		}
+		dk, _ = u.QueryDeviceKeys(ctx, map[id.UserID][]id.DeviceID{alice: {"DEV"}})
+		if hasSig(dk[alice]["DEV"], alice, "ed25519:"+assk.pub) {
+			t.Errorf("a signature of old device keys kept on new ones: %s", dk[alice]["DEV"])
+		}
 	})
 }

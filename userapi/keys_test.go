@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -54,7 +56,7 @@ func TestUploadDeviceKeys(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
 		nf := notifier.New()
 		t.Cleanup(nf.Close)
-		u, _ := newUsers(t, db, Options{Notifier: nf})
+		u, clk := newUsers(t, db, Options{Notifier: nf})
 		ctx := t.Context()
 		alice := mustAccount(t, u, "alice", "").UserID
 		mustLogin(t, u, NewDevice{UserID: alice, DeviceID: "DEV", DisplayName: "Laptop"})
@@ -133,6 +135,20 @@ func TestUploadDeviceKeys(t *testing.T) {
 		if _, err := u.UploadKeys(ctx, alice, "DEV", KeyUpload{DeviceKeys: good}); !errors.Is(err, ErrNotFound) {
 			t.Errorf("upload for a deleted device: %v", err)
 		}
+		// A new device of the same ID never shows or hands out the old device's keys.
+		clk.Add(time.Second)
+		mustLogin(t, u, NewDevice{UserID: alice, DeviceID: "DEV"})
+		got, _ = u.QueryDeviceKeys(ctx, map[id.UserID][]id.DeviceID{alice: {"DEV"}})
+		if len(got[alice]) != 0 {
+			t.Errorf("keys of the old device shown for the new one: %s", got[alice]["DEV"])
+		}
+		if _, err := u.UploadKeys(ctx, alice, "DEV", KeyUpload{DeviceKeys: testDeviceKeys(t, alice, "DEV", nil)}); err != nil {
+			t.Errorf("upload for the new device: %v", err)
+		}
+		got, _ = u.QueryDeviceKeys(ctx, map[id.UserID][]id.DeviceID{alice: {"DEV"}})
+		if string(got[alice]["DEV"]) == "" || strings.Contains(string(got[alice]["DEV"]), base64.RawStdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))) {
+			t.Errorf("new device's keys: %s", got[alice]["DEV"])
+		}
 	})
 }
 
@@ -141,7 +157,7 @@ func TestOneTimeAndFallbackKeys(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
 		nf := notifier.New()
 		t.Cleanup(nf.Close)
-		u, _ := newUsers(t, db, Options{Notifier: nf})
+		u, clk := newUsers(t, db, Options{Notifier: nf})
 		ctx := t.Context()
 		alice := mustAccount(t, u, "alice", "").UserID
 		mustLogin(t, u, NewDevice{UserID: alice, DeviceID: "DEV"})
@@ -241,6 +257,15 @@ func TestOneTimeAndFallbackKeys(t *testing.T) {
 		got, err = u.ClaimKeys(ctx, map[id.UserID]map[id.DeviceID]string{alice: {"DEV": "signed_curve25519"}})
 		if err != nil || len(got) != 0 {
 			t.Errorf("claim from a deleted device: %v %v", got, err)
+		}
+		clk.Add(time.Second)
+		mustLogin(t, u, NewDevice{UserID: alice, DeviceID: "DEV"})
+		got, err = u.ClaimKeys(ctx, map[id.UserID]map[id.DeviceID]string{alice: {"DEV": "signed_curve25519"}})
+		if err != nil || len(got) != 0 {
+			t.Errorf("claim from a new device of a deleted one's ID: %v %v", got, err)
+		}
+		if counts, fallbacks, err := u.KeyCounts(ctx, alice, "DEV"); err != nil || counts["signed_curve25519"] != 0 || len(fallbacks) != 0 {
+			t.Errorf("counts of the new device: %v %v %v", counts, fallbacks, err)
 		}
 	})
 }
