@@ -478,11 +478,19 @@ type CrossSigningKeysFor struct {
 
 // QueryCrossSigningKeys returns the cross-signing keys of local users as viewer sees them: master
 // and self-signing keys of everyone, the user-signing key of viewer only, with the signatures
-// viewer may see (withSignatures).
+// viewer may see (withSignatures). Deactivated accounts have none.
 func (u *Users) QueryCrossSigningKeys(ctx context.Context, viewer id.UserID, users []id.UserID) (*CrossSigningKeysFor, error) {
 	out := &CrossSigningKeysFor{Master: map[id.UserID]json.RawMessage{}, SelfSigning: map[id.UserID]json.RawMessage{},
 		UserSigning: map[id.UserID]json.RawMessage{}}
 	for _, user := range users {
+		// A deactivated account has no identity any more; its keys are not served.
+		var deactivated bool
+		err := u.db.QueryRow(ctx, `SELECT deactivated FROM accounts WHERE user_id = $1`, user).Scan(&deactivated)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && deactivated {
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("userapi: account %s: %w", user, err)
+		}
 		keys, err := crossSigningKeys(ctx, u.db, user)
 		if err != nil {
 			return nil, fmt.Errorf("userapi: %w", err)

@@ -128,6 +128,17 @@ func TestCrossSigningKeys(t *testing.T) {
 		if got.Master[alice] == nil || got.UserSigning[alice] != nil {
 			t.Errorf("another's view: %+v", got)
 		}
+		// A deactivated account's keys are not served.
+		carol := mustAccount(t, u, "carol", "").UserID
+		if err := u.UploadCrossSigningKeys(ctx, carol, map[string]json.RawMessage{KeyMaster: newCSKey().object(t, carol, KeyMaster, nil)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := u.Deactivate(ctx, carol, false); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := u.QueryCrossSigningKeys(ctx, alice, []id.UserID{carol}); got.Master[carol] != nil {
+			t.Errorf("master key of a deactivated account served")
+		}
 		// A new master key alone drops the keys it did not sign.
 		if err := u.UploadCrossSigningKeys(ctx, alice, map[string]json.RawMessage{KeyMaster: newCSKey().object(t, alice, KeyMaster, nil)}); err != nil {
 			t.Fatal(err)
