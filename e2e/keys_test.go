@@ -466,3 +466,49 @@ func TestKeysBadInput(t *testing.T) {
 		t.Error("/keys/changes without a token answered")
 	}
 }
+
+// TestKeysSurviveRestart checks that keys, claims, counts and backups are kept across a restart,
+// and that a sync token from before it gets the counts after it.
+func TestKeysSurviveRestart(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	alice, bob := s.NewUser(t, "alice"), s.NewUser(t, "bob")
+	if _, err := keysUpload(alice, map[string]any{"device_keys": keysDevice(t, alice), "one_time_keys": map[string]any{
+		"signed_curve25519:A": map[string]string{"key": "a"}, "signed_curve25519:B": map[string]string{"key": "b"}}}); err != nil {
+		t.Fatal(err)
+	}
+	claim := func() int {
+		t.Helper()
+		resp, err := bob.ClaimKeys(ctx, &mautrix.ReqClaimKeys{OneTimeKeys: mautrix.OneTimeKeysRequest{alice.UserID: {alice.DeviceID: id.KeyAlgorithmSignedCurve25519}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.OneTimeKeys[alice.UserID][alice.DeviceID])
+	}
+	if claim() != 1 {
+		t.Fatal("no key claimed")
+	}
+	since := syncOnce(t, alice, "", "", 0).NextBatch
+	if _, err := alice.MakeRequest(ctx, http.MethodPost, alice.BuildClientURL("v3", "room_keys", "version"), map[string]any{
+		"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": map[string]any{}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Restart(t)
+
+	q, err := bob.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{alice.UserID: {}}})
+	if err != nil || len(q.DeviceKeys[alice.UserID]) != 1 {
+		t.Fatalf("query after restart: %+v %v", q, err)
+	}
+	if claim() != 1 || claim() != 0 {
+		t.Error("after restart: the remaining key was not handed out exactly once")
+	}
+	if got := syncOnce(t, alice, since, "", 0); got.DeviceOTKCount.SignedCurve25519 != 0 {
+		t.Errorf("counts after the claims: %+v", got.DeviceOTKCount)
+	}
+	var info struct {
+		Version string `json:"version"`
+	}
+	if _, err := alice.MakeRequest(ctx, http.MethodGet, alice.BuildClientURL("v3", "room_keys", "version"), nil, &info); err != nil || info.Version != "1" {
+		t.Errorf("backup after restart: %+v %v", info, err)
+	}
+}
