@@ -185,7 +185,7 @@ func deleteDevicesExcept(ctx context.Context, tx *storage.Tx, userID id.UserID, 
 	if len(deleted) == 0 {
 		return 0, nil
 	}
-	return RecordDeviceListChange(ctx, tx, userID, deleted, true)
+	return devicesDeleted(ctx, tx, userID, deleted)
 }
 
 // revoked drops the cached sessions of userID after a committed change revoked some of its
@@ -295,7 +295,7 @@ func (u *Users) DeleteDevices(ctx context.Context, userID id.UserID, deviceIDs [
 			return nil
 		}
 		var err error
-		listPos, err = RecordDeviceListChange(ctx, tx, userID, deleted, true)
+		listPos, err = devicesDeleted(ctx, tx, userID, deleted)
 		return err
 	})
 	if err != nil {

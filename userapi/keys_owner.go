@@ -49,15 +49,8 @@ func ownKeys(ctx context.Context, tx *storage.Tx, user id.UserID, device id.Devi
 	} else if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, fmt.Errorf("owner of the keys of %s %s: %w", user, device, err)
 	}
-	for _, q := range []string{
-		`DELETE FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2`,
-		`DELETE FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2`,
-		`DELETE FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2`,
-		`DELETE FROM e2e_signatures WHERE target_user_id = $1 AND target_key_id = $2`,
-	} {
-		if _, err := tx.Exec(ctx, q, user, device); err != nil {
-			return false, fmt.Errorf("drop old keys of %s %s: %w", user, device, err)
-		}
+	if err := dropDeviceKeys(ctx, tx, user, device); err != nil {
+		return false, err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO e2e_key_owners (user_id, device_id, device_created_ts) VALUES ($1, $2, $3)
 		ON CONFLICT (user_id, device_id) DO UPDATE SET device_created_ts = excluded.device_created_ts`, user, device, created); err != nil {
@@ -70,3 +63,30 @@ func ownKeys(ctx context.Context, tx *storage.Tx, user id.UserID, device id.Devi
 // readers that do not write use it instead of ownKeys.
 const currentDeviceJoin = ` JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
 	JOIN e2e_key_owners o ON o.user_id = k.user_id AND o.device_id = k.device_id AND o.device_created_ts = d.created_ts `
+
+// dropDeviceKeys deletes a device's keys and the signatures of them, inside tx: when the device
+// is deleted, or its ID is taken by a new device.
+func dropDeviceKeys(ctx context.Context, tx *storage.Tx, user id.UserID, device id.DeviceID) error {
+	for _, q := range []string{
+		`DELETE FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2`,
+		`DELETE FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2`,
+		`DELETE FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2`,
+		`DELETE FROM e2e_signatures WHERE target_user_id = $1 AND target_key_id = $2`,
+	} {
+		if _, err := tx.Exec(ctx, q, user, device); err != nil {
+			return fmt.Errorf("drop keys of %s %s: %w", user, device, err)
+		}
+	}
+	return nil
+}
+
+// devicesDeleted records, inside the deleting transaction, what follows from deleting devices:
+// their keys go, and their user's device list changes.
+func devicesDeleted(ctx context.Context, tx *storage.Tx, user id.UserID, devices []id.DeviceID) (int64, error) {
+	for _, d := range devices {
+		if err := dropDeviceKeys(ctx, tx, user, d); err != nil {
+			return 0, err
+		}
+	}
+	return RecordDeviceListChange(ctx, tx, user, devices, true)
+}

@@ -315,3 +315,50 @@ func TestConcurrentClaims(t *testing.T) {
 		}
 	})
 }
+
+// TestDeletedDeviceLosesKeys: deleting a device, one by one or with all the user's devices,
+// deletes its keys in the same transaction.
+func TestDeletedDeviceLosesKeys(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		u, _ := newUsers(t, db, Options{})
+		ctx := t.Context()
+		alice := mustAccount(t, u, "alice", "").UserID
+		rows := func(device id.DeviceID) int {
+			t.Helper()
+			n := 0
+			for _, table := range []string{"e2e_device_keys", "e2e_one_time_keys", "e2e_fallback_keys"} {
+				var c int
+				if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM `+table+` WHERE user_id = $1 AND device_id = $2`, alice, device).Scan(&c); err != nil {
+					t.Fatal(err)
+				}
+				n += c
+			}
+			return n
+		}
+		for _, d := range []id.DeviceID{"ONE", "TWO"} {
+			mustLogin(t, u, NewDevice{UserID: alice, DeviceID: d})
+			if _, err := u.UploadKeys(ctx, alice, d, KeyUpload{
+				DeviceKeys:   testDeviceKeys(t, alice, d, nil),
+				OneTimeKeys:  map[string]json.RawMessage{"signed_curve25519:AAAA": json.RawMessage(`{"key":"a"}`)},
+				FallbackKeys: map[string]json.RawMessage{"signed_curve25519:FFFF": json.RawMessage(`{"key":"f","fallback":true}`)},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if got := rows(d); got != 3 {
+				t.Fatalf("%s holds %d key rows, want 3", d, got)
+			}
+		}
+		if err := u.DeleteDevices(ctx, alice, []id.DeviceID{"ONE"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := rows("ONE"); got != 0 {
+			t.Errorf("a deleted device keeps %d key rows", got)
+		}
+		if err := u.DeleteAllDevices(ctx, alice, ""); err != nil {
+			t.Fatal(err)
+		}
+		if got := rows("TWO"); got != 0 {
+			t.Errorf("after deleting all devices %d key rows remain", got)
+		}
+	})
+}
