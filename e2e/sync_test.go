@@ -435,3 +435,40 @@ func TestSyncJoinAndLeaveInOneBatch(t *testing.T) {
 		t.Fatalf("leave section: %+v", lr)
 	}
 }
+
+// TestSyncLazyOwnMember checks that a lazy-loading client gets its own member event with the
+// whole state, and in later syncs only when it changes.
+func TestSyncLazyOwnMember(t *testing.T) {
+	s := Start(t)
+	alice := register(t, s, "alice", "pw")
+	carol := register(t, s, "carol", "pw")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if _, err := carol.JoinRoomByID(ctx(t), room); err != nil {
+		t.Fatal(err)
+	}
+	filter := `{"room":{"timeline":{"limit":5},"state":{"lazy_load_members":true}}}`
+	members := func(resp *mautrix.RespSync) map[string]bool {
+		out := map[string]bool{}
+		if jr := resp.Rooms.Join[room]; jr != nil {
+			for _, ev := range jr.State.Events {
+				if ev.Type == event.StateMember {
+					out[*ev.StateKey] = true
+				}
+			}
+		}
+		return out
+	}
+	first := syncOnce(t, alice, "", filter, 0)
+	if !members(first)[string(alice.UserID)] {
+		t.Fatalf("initial sync lacks the user's own member event: %v", members(first))
+	}
+	for i := range 8 {
+		if _, err := carol.SendMessageEvent(ctx(t), room, event.EventMessage, map[string]any{"msgtype": "m.text", "body": fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := syncOnce(t, alice, first.NextBatch, filter, 0)
+	if m := members(next); m[string(alice.UserID)] || !m[string(carol.UserID)] {
+		t.Fatalf("gapped sync's member events: %v", m)
+	}
+}

@@ -294,7 +294,12 @@ func (b *roomsBuilder) state(ctx context.Context, room id.RoomID, jr *synctypes.
 func (b *roomsBuilder) stateEvents(current map[auth.StateKey]*pdu.Event, timeline, evs []*syncstore.Event, full, limited bool) []*pdu.Event {
 	sf, lazy := b.stateFilter()
 	inTimeline := map[string]bool{}
-	senders := map[string]bool{string(b.dev.UserID): true}
+	// A lazy-loading client gets its user's own member event with the whole state; later
+	// syncs carry it only when it changes, like any other state.
+	senders := map[string]bool{}
+	if full {
+		senders[string(b.dev.UserID)] = true
+	}
 	for _, e := range timeline {
 		inTimeline[e.EventID] = true
 		senders[e.Sender] = true
