@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -405,7 +406,14 @@ func TestMatrixJSSDKCrypto(t *testing.T) {
 		string(alice.UserID), alice.AccessToken, string(alice.DeviceID), string(bob.UserID), bob.AccessToken, string(bob.DeviceID), "password").CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {
-		t.Fatalf("crypto.mjs: %v", err)
+		// The script's own error line first: test summaries show only the first line.
+		reason := ""
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "Error") {
+				reason = strings.TrimSpace(line)
+			}
+		}
+		t.Fatalf("crypto.mjs: %v: %s", err, reason)
 	}
 }
 

@@ -23,7 +23,7 @@ function until(emitter, event, test, what) {
     const timer = setTimeout(() => {
       emitter.off(event, handler);
       reject(new Error(`timed out waiting for ${what}`));
-    }, 20_000);
+    }, 60_000);
     function handler(...args) {
       if (test(...args)) {
         clearTimeout(timer);
@@ -37,7 +37,7 @@ function until(emitter, event, test, what) {
 
 // waitFor polls check until it returns true, or fails after 20 s.
 async function waitFor(check, what) {
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 60_000;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
