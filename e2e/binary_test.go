@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/mattn/go-sqlite3"
+	"maunium.net/go/mautrix"
 
 	"github.com/latticehq/lattice/internal/config"
 	"github.com/latticehq/lattice/storage"
@@ -314,5 +317,41 @@ func binaryServer(t *testing.T) func() (*process, string) {
 		base := urlRE.FindString(p.stdout.String())
 		p.waitFor(t, "versions", func() bool { return get200(base + "/_matrix/client/versions") })
 		return p, base
+	}
+}
+
+// registerAt registers user with the dummy stage on the server at base and returns its client.
+func registerAt(t *testing.T, base, user string) *mautrix.Client {
+	t.Helper()
+	c, err := mautrix.NewClient(base, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.RegisterDummy(context.Background(), &mautrix.ReqRegister[any]{Username: user, Password: "password-" + user})
+	if err != nil {
+		t.Fatalf("register %s: %v", user, err)
+	}
+	c.UserID, c.AccessToken, c.DeviceID = resp.UserID, resp.AccessToken, resp.DeviceID
+	return c
+}
+
+// kill ends the process with SIGKILL, as a crash would, and waits for it.
+func (p *process) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p.done <- <-p.done // keep the exit for the cleanup's wait
+}
+
+// pointAt makes clients talk to the server at base (a restarted binary listens elsewhere).
+func pointAt(t *testing.T, base string, clients ...*mautrix.Client) {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		c.HomeserverURL = u
 	}
 }

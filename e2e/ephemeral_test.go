@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -350,18 +349,7 @@ func TestEphemeralErrors(t *testing.T) {
 func TestEphemeralReceiptsSurviveKill(t *testing.T) {
 	run := binaryServer(t)
 	p, base := run()
-	register := func(user string) *mautrix.Client {
-		c, err := mautrix.NewClient(base, "", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := c.RegisterDummy(context.Background(), &mautrix.ReqRegister[any]{Username: user, Password: "password-" + user})
-		if err != nil {
-			t.Fatalf("register %s: %v", user, err)
-		}
-		c.UserID, c.AccessToken, c.DeviceID = resp.UserID, resp.AccessToken, resp.DeviceID
-		return c
-	}
+	register := func(user string) *mautrix.Client { return registerAt(t, base, user) }
 	ctx := context.Background()
 	alice, bob := register("alice"), register("bob")
 	room := ephRoom(t, alice, bob)
@@ -372,18 +360,10 @@ func TestEphemeralReceiptsSurviveKill(t *testing.T) {
 	if err := bob.SetReadMarkers(ctx, room, &mautrix.ReqSetReadMarkers{FullyRead: ev, ReadPrivate: ev}); err != nil {
 		t.Fatalf("read_markers: %v", err)
 	}
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-p.done
-	p.done <- nil
+	p.kill(t)
 
 	_, base = run()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice.HomeserverURL, bob.HomeserverURL = u, u
+	pointAt(t, base, alice, bob)
 	got := ephReceiptsIn(t, syncOnce(t, alice, "", "", 0), room)
 	if len(got) != 1 || got[0][ev]["m.read"][bob.UserID].TS == 0 {
 		t.Fatalf("alice's receipts after SIGKILL: %+v", got)

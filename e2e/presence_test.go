@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -294,28 +293,12 @@ func TestPresenceRestart(t *testing.T) {
 func TestPresenceSurvivesKill(t *testing.T) {
 	run := binaryServer(t)
 	p, base := run()
-	c, err := mautrix.NewClient(base, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := c.RegisterDummy(context.Background(), &mautrix.ReqRegister[any]{Username: "bob", Password: "password-bob"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.UserID, c.AccessToken, c.DeviceID = resp.UserID, resp.AccessToken, resp.DeviceID
+	c := registerAt(t, base, "bob")
 	presSet(t, c, event.PresenceUnavailable, "killed")
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-p.done
-	p.done <- nil
+	p.kill(t)
 
 	_, base = run()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.HomeserverURL = u
+	pointAt(t, base, c)
 	pr, err := c.GetPresence(context.Background(), c.UserID)
 	if err != nil || pr.Presence != event.PresenceUnavailable || pr.StatusMsg != "killed" {
 		t.Fatalf("after SIGKILL: %+v %v", pr, err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"testing"
 	"time"
@@ -183,34 +182,14 @@ func TestToDeviceSurvivesRestart(t *testing.T) {
 func TestToDeviceSurvivesKill(t *testing.T) {
 	run := binaryServer(t)
 	p, base := run()
-	ctx := context.Background()
-	register := func(user string) *mautrix.Client {
-		c, err := mautrix.NewClient(base, "", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := c.RegisterDummy(ctx, &mautrix.ReqRegister[any]{Username: user, Password: "password-" + user})
-		if err != nil {
-			t.Fatalf("register %s: %v", user, err)
-		}
-		c.UserID, c.AccessToken, c.DeviceID = resp.UserID, resp.AccessToken, resp.DeviceID
-		return c
-	}
+	register := func(user string) *mautrix.Client { return registerAt(t, base, user) }
 	alice, bob := register("alice"), register("bob")
 	since := syncOnce(t, bob, "", "", 0).NextBatch
 	tdSend(t, alice, "m.test", "k1", map[id.UserID]map[id.DeviceID]any{bob.UserID: {bob.DeviceID: map[string]int{"n": 1}}})
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-p.done
-	p.done <- nil
+	p.kill(t)
 
 	_, base = run()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice.HomeserverURL, bob.HomeserverURL = u, u
+	pointAt(t, base, alice, bob)
 	if got := tdEvents(syncOnce(t, bob, since, "", 0)); len(got) != 1 {
 		t.Fatalf("after SIGKILL: %q", got)
 	}

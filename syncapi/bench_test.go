@@ -23,21 +23,7 @@ import (
 // target is under 20 ms per page.
 func BenchmarkMessagesPage(b *testing.B) {
 	ctx := context.Background()
-	db, err := storage.Open(ctx, storagetest.DSN(b, storage.EngineSQLite), storage.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	nf := notifier.New()
-	defer nf.Close()
-	rs, err := roomserver.New(ctx, db, roomserver.Options{ServerName: "example.test", SigningKey: federation.GenerateSigningKey(), Notifier: nf})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := New(ctx, Options{DB: db, Rooms: rs, Notifier: nf})
-	if err != nil {
-		b.Fatal(err)
-	}
+	a, rs := benchAPI(b)
 	alice := id.UserID("@alice:example.test")
 	roomID, err := rs.CreateRoom(ctx, roomserver.CreateRoomRequest{Creator: alice})
 	if err != nil {
@@ -78,4 +64,32 @@ func BenchmarkMessagesPage(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(pages)/1e6, "ms/page")
+}
+
+// benchAPI starts a roomserver, a user component and the sync component on a fresh SQLite
+// database, all closed when the benchmark ends.
+func benchAPI(b *testing.B) (*API, *roomserver.Roomserver) {
+	b.Helper()
+	ctx := context.Background()
+	db, err := storage.Open(ctx, storagetest.DSN(b, storage.EngineSQLite), storage.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	nf := notifier.New()
+	b.Cleanup(nf.Close)
+	rs, err := roomserver.New(ctx, db, roomserver.Options{ServerName: "example.test", SigningKey: federation.GenerateSigningKey(), Notifier: nf})
+	if err != nil {
+		b.Fatal(err)
+	}
+	users, err := userapi.New(ctx, db, userapi.Options{ServerName: "example.test", Notifier: nf})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { users.Close() })
+	a, err := New(ctx, Options{DB: db, Rooms: rs, Users: users, Notifier: nf})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return a, rs
 }

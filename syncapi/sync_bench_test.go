@@ -6,13 +6,9 @@ import (
 	"fmt"
 	"testing"
 
-	"maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/latticehq/lattice/internal/notifier"
 	"github.com/latticehq/lattice/roomserver"
-	"github.com/latticehq/lattice/storage"
-	"github.com/latticehq/lattice/storage/storagetest"
 	"github.com/latticehq/lattice/syncapi/synctypes"
 	"github.com/latticehq/lattice/userapi"
 )
@@ -22,26 +18,7 @@ import (
 // members), target under 2 s; "incremental" after one room changed, target under 20 ms.
 func BenchmarkSync500Rooms(b *testing.B) {
 	ctx := context.Background()
-	db, err := storage.Open(ctx, storagetest.DSN(b, storage.EngineSQLite), storage.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	nf := notifier.New()
-	defer nf.Close()
-	rs, err := roomserver.New(ctx, db, roomserver.Options{ServerName: "example.test", SigningKey: federation.GenerateSigningKey(), Notifier: nf})
-	if err != nil {
-		b.Fatal(err)
-	}
-	users, err := userapi.New(ctx, db, userapi.Options{ServerName: "example.test", Notifier: nf})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer users.Close()
-	a, err := New(ctx, Options{DB: db, Rooms: rs, Users: users, Notifier: nf})
-	if err != nil {
-		b.Fatal(err)
-	}
+	a, rs := benchAPI(b)
 	alice := id.UserID("@alice:example.test")
 	var rooms []id.RoomID
 	for r := range 500 {
