@@ -35,6 +35,8 @@ type Config struct {
 	RateLimits   RateLimits   `yaml:"rate_limits"`
 	UserDir      UserDir      `yaml:"user_directory"`
 	Presence     Presence     `yaml:"presence"`
+	Media        Media        `yaml:"media"`
+	Push         Push         `yaml:"push"`
 	Log          Log          `yaml:"log"`
 
 	// Dir is the folder relative paths are resolved against: the config file's folder.
@@ -105,6 +107,8 @@ func Default(serverName string) *Config {
 		Registration: defaultRegistration(),
 		RateLimits:   defaultRateLimits(),
 		Presence:     Presence{Enabled: true},
+		Media:        defaultMedia(),
+		Push:         defaultPush(),
 		Log:          Log{Level: "info", Format: "text"},
 	}
 }
@@ -199,6 +203,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.RateLimits.validate(); err != nil {
+		return err
+	}
+	if err := c.Media.validate(); err != nil {
+		return err
+	}
+	if err := c.Push.validate(); err != nil {
 		return err
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {

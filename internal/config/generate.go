@@ -19,8 +19,18 @@ func Generate(cfg *Config) ([]byte, error) {
 // yamlString quotes a string for YAML so that any value survives the round trip.
 func yamlString(s string) string { return strconv.Quote(s) }
 
-var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap{"q": yamlString}).Parse(
-	`# Lattice configuration.
+// configTemplate is the whole file; sections kept next to their options (media, push) are
+// parsed into it as named templates.
+var configTemplate = newConfigTemplate()
+
+func newConfigTemplate() *template.Template {
+	t := template.Must(template.New("config").Funcs(template.FuncMap{"q": yamlString}).Parse(mainTemplate))
+	template.Must(t.New("media").Parse(mediaTemplate))
+	template.Must(t.New("push").Parse(pushTemplate))
+	return t
+}
+
+const mainTemplate = `# Lattice configuration.
 #
 # Every option is listed with its default. Relative paths are resolved against the folder that
 # holds this file. Unknown keys and invalid values stop the server at start-up with a message
@@ -119,6 +129,8 @@ presence:
   # Default: true
   enabled: {{.Presence.Enabled}}
 
+{{template "media" .}}
+{{template "push" .}}
 log:
   # One of debug, info, warn, error. Default: info
   level: {{q .Log.Level}}
@@ -127,4 +139,4 @@ log:
   # File the logs are appended to (created if missing; relative to this file's folder)
   # instead of standard error. Empty logs to standard error. Default: ""
   file: {{q .Log.File}}
-`))
+`
