@@ -236,6 +236,22 @@ type API interface {
 	SetPushRuleEnabled(ctx context.Context, userID id.UserID, kind PushRuleKind, ruleID string, enabled bool) error
 	// SetPushRuleActions replaces a rule's actions, user-defined or server-default.
 	SetPushRuleActions(ctx context.Context, userID id.UserID, kind PushRuleKind, ruleID string, actions []PushAction) error
+	// CustomPushRules returns the rulesets of those of users whose rules differ from the server
+	// defaults (own rules, or default rules with a changed enabled state or actions); the others
+	// evaluate DefaultPushRules (pushrules_custom.go). It is called for every new event with the
+	// room's local members, so it answers from memory.
+	CustomPushRules(ctx context.Context, users []id.UserID) (map[id.UserID]*PushRuleset, error)
+
+	// Pushers returns the user's pushers (pushers.go).
+	Pushers(ctx context.Context, userID id.UserID) ([]Pusher, error)
+	// AllPushers returns every pusher of every user, for the push sender's start.
+	AllPushers(ctx context.Context) ([]Pusher, error)
+	// SetPusher creates or replaces the user's pusher with p's app ID and pushkey; unless
+	// appendPusher, pushers of other users with the same app ID and pushkey are deleted.
+	SetPusher(ctx context.Context, p Pusher, appendPusher bool) error
+	// DeletePusher deletes the user's pusher with the app ID and pushkey; deleting one that does
+	// not exist succeeds.
+	DeletePusher(ctx context.Context, userID id.UserID, appID, pushKey string) error
 
 	// UploadKeys stores a device's device, one-time and fallback keys and returns its one-time
 	// key counts; ErrInvalidKeys for keys that do not match the device or its signature (keys.go).

@@ -87,6 +87,10 @@ func devicesDeleted(ctx context.Context, tx *storage.Tx, user id.UserID, devices
 		if err := dropDeviceKeys(ctx, tx, user, d); err != nil {
 			return 0, err
 		}
+		// A logged-out phone must stop getting pushes: its pushers go with it.
+		if _, err := tx.Exec(ctx, `DELETE FROM pushers WHERE user_id = $1 AND device_id = $2`, user, d); err != nil {
+			return 0, fmt.Errorf("delete pushers of %s: %w", d, err)
+		}
 	}
 	return RecordDeviceListChange(ctx, tx, user, devices, true)
 }

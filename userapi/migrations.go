@@ -150,4 +150,26 @@ var migrations = []storage.Migration{{
 		actions TEXT,
 		PRIMARY KEY (user_id, kind, rule_id)
 	);`,
+}, {
+	Version: 3,
+	Name:    "pushers",
+	// A user's pushers (client-server API, "Push Notifications": POST /pushers/set), one per app
+	// ID and pushkey. device_id is the device that set it, whose deletion deletes it; data is the
+	// client's PusherData object as JSON; times are milliseconds since the epoch.
+	SQL: `CREATE TABLE pushers (
+		user_id             TEXT   NOT NULL,
+		app_id              TEXT   NOT NULL,
+		pushkey             TEXT   NOT NULL,
+		kind                TEXT   NOT NULL,
+		app_display_name    TEXT   NOT NULL,
+		device_display_name TEXT   NOT NULL,
+		profile_tag         TEXT   NOT NULL,
+		lang                TEXT   NOT NULL,
+		data                TEXT   NOT NULL,
+		device_id           TEXT   NOT NULL,
+		pushkey_ts          BIGINT NOT NULL,
+		created_ts          BIGINT NOT NULL,
+		PRIMARY KEY (user_id, app_id, pushkey)
+	);
+	CREATE INDEX pushers_key ON pushers (app_id, pushkey);`,
 }}
