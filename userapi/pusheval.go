@@ -1,0 +1,673 @@
+package userapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Push rule evaluation (client-server API, "Push Rules", "Conditions", "Actions"): which rule of
+// a user's ruleset decides an event, and what its actions ask for. An event is flattened once
+// into a PushEvent and then evaluated against the ruleset of every user it may notify.
+//
+// Globs are matched straight from the pattern text (case folding and wildcards on the fly), so
+// nothing is compiled and there is no compiled form to cache or bound: a match allocates nothing
+// and costs about as much as comparing the strings.
+
+// Limits of evaluation.
+const (
+	// maxPushEventSize bounds the JSON that NewPushEvent reads: far above an event's 64 KiB with
+	// its unsigned data, it only keeps a malformed one from costing unbounded work.
+	maxPushEventSize = 1 << 20
+	// maxPushEventDepth is how deep NewPushEvent flattens objects; properties below it are absent
+	// to conditions. Real paths, such as content.m\.relates_to.m\.in_reply_to.event_id, are four
+	// levels deep.
+	maxPushEventDepth = 32
+	// maxGlobLen bounds patterns and display names: a longer one never matches. A match costs up
+	// to the value's length times the pattern's, so the bound keeps the worst case near 32 Mi
+	// steps on the largest event, where real patterns (words, user and room IDs) are far shorter.
+	maxGlobLen = 512
+)
+
+// valueKind is the JSON type of a flattened property.
+type valueKind uint8
+
+const (
+	kindNone   valueKind = iota // absent, or a value no condition reads (object, fraction, large number)
+	kindString                  // s
+	kindInt                     // n, within ±(2**53-1)
+	kindBool                    // n: 1 for true, 0 for false
+	kindNull
+	kindArray // arr
+)
+
+// pushValue is a non-compound JSON value: a string, an integer, a boolean or null.
+type pushValue struct {
+	kind valueKind
+	s    string
+	n    int64
+}
+
+// pushProp is a flattened property: a non-compound value, or an array of the non-compound values
+// in it (others are ignored, as event_property_contains says).
+type pushProp struct {
+	pushValue
+	arr []pushValue
+}
+
+// PushEvent is an event prepared for push rule evaluation: its properties by dot-separated path
+// ("Dot-separated property paths"). It is read-only once built and safe for concurrent use.
+type PushEvent struct {
+	props map[string]pushProp // by canonical path: every '.' and '\' in a key escaped
+	// The properties the implied conditions of content, room and sender rules read.
+	body, roomID, sender pushValue
+}
+
+// NewPushEvent flattens an event in client or federation format (a JSON object with type,
+// sender, room_id, content, …) for evaluation.
+func NewPushEvent(eventJSON []byte) (*PushEvent, error) {
+	if len(eventJSON) > maxPushEventSize {
+		return nil, fmt.Errorf("push event: %d bytes, over the limit of %d", len(eventJSON), maxPushEventSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(eventJSON))
+	dec.UseNumber() // integers are compared exactly
+	var top map[string]any
+	if err := dec.Decode(&top); err != nil {
+		return nil, fmt.Errorf("push event: %w", err)
+	}
+	if top == nil {
+		return nil, errors.New("push event: not a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("push event: data after the event object")
+	}
+	ev := &PushEvent{props: make(map[string]pushProp, 16)}
+	ev.flatten("", top, 0)
+	ev.body = ev.props["content.body"].pushValue
+	ev.roomID = ev.props["room_id"].pushValue
+	ev.sender = ev.props["sender"].pushValue
+	return ev, nil
+}
+
+// flatten records the properties of obj, whose path is prefix (the event itself at depth 0).
+func (ev *PushEvent) flatten(prefix string, obj map[string]any, depth int) {
+	for k, v := range obj {
+		path := escapePathKey(k)
+		if depth > 0 {
+			path = prefix + "." + path
+		}
+		switch v := v.(type) {
+		case map[string]any:
+			if depth+1 < maxPushEventDepth {
+				ev.flatten(path, v, depth+1)
+			}
+		case []any:
+			arr := make([]pushValue, 0, len(v))
+			for _, x := range v {
+				if pv := scalarValue(x); pv.kind != kindNone {
+					arr = append(arr, pv)
+				}
+			}
+			ev.props[path] = pushProp{pushValue: pushValue{kind: kindArray}, arr: arr}
+		default:
+			if pv := scalarValue(v); pv.kind != kindNone {
+				ev.props[path] = pushProp{pushValue: pv}
+			}
+		}
+	}
+}
+
+// scalarValue converts a decoded non-compound JSON value; anything else is kindNone.
+func scalarValue(v any) pushValue {
+	switch v := v.(type) {
+	case string:
+		return pushValue{kind: kindString, s: v}
+	case bool:
+		if v {
+			return pushValue{kind: kindBool, n: 1}
+		}
+		return pushValue{kind: kindBool}
+	case nil:
+		return pushValue{kind: kindNull}
+	case json.Number:
+		if n, ok := safeInteger(string(v)); ok {
+			return pushValue{kind: kindInt, n: n}
+		}
+	}
+	return pushValue{}
+}
+
+// safeInteger parses a JSON number that is an integer within ±(2**53-1), the only numbers
+// canonical JSON and so the property conditions know; fractions and exponents are not.
+func safeInteger(s string) (int64, bool) {
+	if s == "" || s[0] == '+' || strings.ContainsAny(s, ".eE") {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil && n >= -maxSafeInteger && n <= maxSafeInteger
+}
+
+// escapePathKey escapes one property name for a dot-separated path: '\' and '.' get a backslash.
+func escapePathKey(k string) string {
+	if !strings.ContainsAny(k, `.\`) {
+		return k
+	}
+	var b strings.Builder
+	for i := 0; i < len(k); i++ {
+		if k[i] == '.' || k[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(k[i])
+	}
+	return b.String()
+}
+
+// canonicalPath rewrites a condition's key into the form flatten records. "Other escape
+// sequences are left as-is, e.g. a \x would be treated as a literal backslash followed by 'x'"
+// ("Dot-separated property paths"), so such a backslash is escaped; a key without one is already
+// canonical and returned as it is.
+func canonicalPath(key string) string {
+	if strings.IndexByte(key, '\\') < 0 {
+		return key
+	}
+	canonical := true
+	for i := 0; i < len(key) && canonical; i++ {
+		if key[i] == '\\' {
+			if i+1 < len(key) && (key[i+1] == '.' || key[i+1] == '\\') {
+				i++
+			} else {
+				canonical = false
+			}
+		}
+	}
+	if canonical {
+		return key
+	}
+	var b strings.Builder
+	for i := 0; i < len(key); i++ {
+		if key[i] == '\\' {
+			if i+1 < len(key) && (key[i+1] == '.' || key[i+1] == '\\') {
+				b.WriteString(key[i : i+2])
+				i++
+				continue
+			}
+			b.WriteByte('\\') // a literal backslash, escaped
+		}
+		b.WriteByte(key[i])
+	}
+	return b.String()
+}
+
+// PushContext holds the facts about the room, at the event, that conditions read besides the
+// event: for room_member_count, sender_notification_permission and contains_display_name.
+type PushContext struct {
+	MemberCount             int              // joined members
+	SenderPowerLevel        int64            // the sender's power level
+	NotificationPowerLevels map[string]int64 // the power levels' notifications object
+	DisplayName             string           // the evaluated user's display name in the room; "" never matches
+}
+
+// defaultRoomNotificationLevel is the level of notifications.room when the power levels do not
+// set it ("Defaults to 50 if unspecified", m.room.power_levels).
+const defaultRoomNotificationLevel = 50
+
+// Evaluate returns the rule of rs that decides ev: the first enabled rule, in the order of kinds
+// override, content, room, sender, underride, whose conditions all hold (for content, room and
+// sender rules those of ImpliedConditions), or nil when none does ("Push Rules"). The rule is one
+// of rs's own, which the caller must not modify. pc may be nil for a room about which nothing is
+// known. Whether the user sent ev, which never notifies, is for the caller to check.
+func (rs *PushRuleset) Evaluate(ev *PushEvent, pc *PushContext) *PushRule {
+	if rs == nil || ev == nil {
+		return nil
+	}
+	if pc == nil {
+		pc = &PushContext{}
+	}
+	for i := range rs.Override {
+		if r := &rs.Override[i]; r.Enabled && ev.holdAll(r.Conditions, pc) {
+			return r
+		}
+	}
+	// The implied conditions, without building them: content.body against the pattern at word
+	// boundaries, and room_id or sender equal to the rule ID.
+	for i := range rs.Content {
+		if r := &rs.Content[i]; r.Enabled && ev.body.kind == kindString && matchGlob(r.Pattern, ev.body.s, true, false) {
+			return r
+		}
+	}
+	for i := range rs.Room {
+		if r := &rs.Room[i]; r.Enabled && ev.roomID.kind == kindString && ev.roomID.s == r.RuleID {
+			return r
+		}
+	}
+	for i := range rs.Sender {
+		if r := &rs.Sender[i]; r.Enabled && ev.sender.kind == kindString && ev.sender.s == r.RuleID {
+			return r
+		}
+	}
+	for i := range rs.Underride {
+		if r := &rs.Underride[i]; r.Enabled && ev.holdAll(r.Conditions, pc) {
+			return r
+		}
+	}
+	return nil
+}
+
+// holdAll reports whether every condition holds; none always does.
+func (ev *PushEvent) holdAll(conds []PushCondition, pc *PushContext) bool {
+	for i := range conds {
+		if !ev.holds(&conds[i], pc) {
+			return false
+		}
+	}
+	return true
+}
+
+// holds evaluates one condition ("Conditions"). Unknown kinds never hold: "Unrecognised
+// conditions MUST NOT match any events".
+func (ev *PushEvent) holds(c *PushCondition, pc *PushContext) bool {
+	switch c.Kind {
+	case CondEventMatch:
+		key := canonicalPath(c.Key)
+		if key == "content.body" {
+			return ev.body.kind == kindString && matchGlob(c.Pattern, ev.body.s, true, false)
+		}
+		p := ev.props[key]
+		// "If the property ... is completely absent ... or does not have a string value, then
+		// the condition will not match, even if pattern is *."
+		return p.kind == kindString && matchGlob(c.Pattern, p.s, false, false)
+	case CondEventPropertyIs:
+		p := ev.props[canonicalPath(c.Key)]
+		return p.kind != kindNone && p.kind != kindArray && parseWanted(c.Value).equals(p.pushValue)
+	case CondEventPropertyContains:
+		p := ev.props[canonicalPath(c.Key)]
+		if p.kind != kindArray {
+			return false
+		}
+		want := parseWanted(c.Value)
+		for _, v := range p.arr {
+			if want.equals(v) {
+				return true
+			}
+		}
+		return false
+	case CondContainsDisplayName:
+		// The display name is text, not a glob: matched literally, at word boundaries.
+		return pc.DisplayName != "" && ev.body.kind == kindString && matchGlob(pc.DisplayName, ev.body.s, true, true)
+	case CondRoomMemberCount:
+		return memberCountIs(c.Is, pc.MemberCount)
+	case CondSenderNotificationPermission:
+		level, ok := pc.NotificationPowerLevels[c.Key]
+		if !ok {
+			// The schema gives a default for room only; for another key nothing shows that the
+			// sender may notify, so the condition does not hold.
+			if c.Key != "room" {
+				return false
+			}
+			level = defaultRoomNotificationLevel
+		}
+		return pc.SenderPowerLevel >= level
+	}
+	return false
+}
+
+// wanted is the value of an event_property_is or event_property_contains condition, a string
+// kept as the bytes of its JSON text when it has no escapes so that reading it allocates nothing.
+type wanted struct {
+	kind valueKind // kindNone for a value that is not a non-compound canonical JSON value
+	str  []byte
+	n    int64
+}
+
+// parseWanted reads a condition's value.
+func parseWanted(raw json.RawMessage) wanted {
+	v := bytes.TrimSpace(raw)
+	if len(v) == 0 {
+		return wanted{}
+	}
+	switch v[0] {
+	case '"':
+		if len(v) >= 2 && v[len(v)-1] == '"' && bytes.IndexByte(v[1:len(v)-1], '\\') < 0 &&
+			bytes.IndexByte(v[1:len(v)-1], '"') < 0 {
+			return wanted{kind: kindString, str: v[1 : len(v)-1]}
+		}
+		var s string
+		if json.Unmarshal(v, &s) != nil {
+			return wanted{}
+		}
+		return wanted{kind: kindString, str: []byte(s)}
+	case 't', 'f', 'n':
+		switch string(v) {
+		case "true":
+			return wanted{kind: kindBool, n: 1}
+		case "false":
+			return wanted{kind: kindBool}
+		case "null":
+			return wanted{kind: kindNull}
+		}
+		return wanted{}
+	}
+	if n, ok := safeInteger(string(v)); ok {
+		return wanted{kind: kindInt, n: n}
+	}
+	return wanted{}
+}
+
+// equals compares exactly, without casting types: "true" is not true, 1 is not true.
+func (w wanted) equals(v pushValue) bool {
+	if w.kind != v.kind {
+		return false
+	}
+	switch w.kind {
+	case kindString:
+		return string(w.str) == v.s
+	case kindInt, kindBool:
+		return w.n == v.n
+	case kindNull:
+		return true
+	}
+	return false
+}
+
+// memberCountIs evaluates room_member_count: is holds a count with an optional ==, <, >, >= or
+// <= prefix, == by default. An is that is not of that form never matches.
+func memberCountIs(is string, count int) bool {
+	op := "=="
+	for _, p := range []string{"==", "<=", ">=", "<", ">"} {
+		if rest, ok := strings.CutPrefix(is, p); ok {
+			op, is = p, rest
+			break
+		}
+	}
+	if is == "" || is[0] < '0' || is[0] > '9' {
+		return false // ParseUint would take a sign
+	}
+	n, err := strconv.ParseUint(is, 10, 63)
+	if err != nil {
+		return false
+	}
+	c := int64(count)
+	want := int64(n)
+	switch op {
+	case "==":
+		return c == want
+	case "<":
+		return c < want
+	case ">":
+		return c > want
+	case ">=":
+		return c >= want
+	default: // "<="
+		return c <= want
+	}
+}
+
+// matchGlob matches a glob ("Glob-style matching": * matches zero or more characters, ? exactly
+// one) case-insensitively (Unicode simple case folding) against value: the whole value, or with
+// words any substring of it that starts and ends at a word boundary, as event_match does for
+// content.body. With literal, * and ? are ordinary characters.
+//
+// A glob is a first segment, then segments each after a '*'. Every pattern character consumes
+// exactly one character of the value, so a segment's match ends the later the later it starts:
+// taking the leftmost match of each segment in turn leaves the most room for the rest, and so
+// decides the match without backtracking.
+func matchGlob(pattern, value string, words, literal bool) bool {
+	if len(pattern) > maxGlobLen {
+		return false
+	}
+	first, rest, star := pattern, "", false
+	if !literal {
+		first, rest, star = strings.Cut(pattern, "*")
+	}
+	if !star {
+		if !words {
+			if !literal && strings.IndexByte(first, '?') < 0 {
+				return strings.EqualFold(first, value) // the common case: no wildcard at all
+			}
+			end, ok := matchSegment(first, value, 0, literal)
+			return ok && end == len(value)
+		}
+		for i := nextStart(first, value, 0, literal); i >= 0; i = nextStart(first, value, i+1, literal) {
+			if atWordBoundary(value, i) {
+				if end, ok := matchSegment(first, value, i, literal); ok && atWordBoundary(value, end) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	p := -1 // where the first segment's leftmost match ends
+	if !words {
+		if end, ok := matchSegment(first, value, 0, false); ok {
+			p = end
+		}
+	} else {
+		for i := nextStart(first, value, 0, false); i >= 0; i = nextStart(first, value, i+1, false) {
+			if atWordBoundary(value, i) {
+				if end, ok := matchSegment(first, value, i, false); ok {
+					p = end
+					break
+				}
+			}
+		}
+	}
+	if p < 0 {
+		return false
+	}
+	for {
+		seg, more, ok := strings.Cut(rest, "*")
+		if !ok {
+			break // rest is the last segment
+		}
+		end, found := findSegment(seg, value, p)
+		if !found {
+			return false
+		}
+		p, rest = end, more
+	}
+	if !words {
+		return matchSuffix(rest, value, p)
+	}
+	for q := nextStart(rest, value, p, false); q >= 0; q = nextStart(rest, value, q+1, false) {
+		if end, ok := matchSegment(rest, value, q, false); ok && atWordBoundary(value, end) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiFoldsInASCII tells the ASCII characters whose case variants are all ASCII: every one but
+// k and s (the Kelvin sign and the long s fold to them). Computed once, then only read.
+var asciiFoldsInASCII = func() (t [utf8.RuneSelf]bool) {
+	for c := range rune(utf8.RuneSelf) {
+		t[c] = true
+		for r := unicode.SimpleFold(c); r != c; r = unicode.SimpleFold(r) {
+			t[c] = t[c] && r < utf8.RuneSelf
+		}
+	}
+	return t
+}()
+
+// nextStart returns the first index from i (up to len(s)) where a match of seg may start, or -1.
+// When seg starts with an ASCII character, only the bytes equal to it under ASCII case folding
+// qualify, which a plain byte scan finds, and for k and s also the starts of non-ASCII
+// characters; otherwise every character start does.
+func nextStart(seg, s string, i int, literal bool) int {
+	if i > len(s) {
+		return -1
+	}
+	if seg != "" {
+		if c := seg[0]; c < utf8.RuneSelf && (c != '?' || literal) {
+			lc := lowerASCII(c)
+			if !asciiFoldsInASCII[c] {
+				for ; i < len(s); i++ {
+					if b := s[i]; lowerASCII(b) == lc || b >= 0xC0 {
+						return i
+					}
+				}
+				return -1
+			}
+			j := strings.IndexByte(s[i:], lc)
+			if uc := upperASCII(c); uc != lc {
+				before := s[i:]
+				if j >= 0 {
+					before = s[i : i+j]
+				}
+				if k := strings.IndexByte(before, uc); k >= 0 {
+					return i + k
+				}
+			}
+			if j < 0 {
+				return -1
+			}
+			return i + j
+		}
+	}
+	for i < len(s) && !utf8.RuneStart(s[i]) {
+		i++
+	}
+	return i
+}
+
+// isWordByte reports whether c is in [A-Za-z0-9_]. Bytes of multi-byte characters are not: every
+// other character is a word boundary.
+func isWordByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_'
+}
+
+// atWordBoundary reports whether position i of s (0 to len(s)) touches a word boundary: "the
+// start or end of the value, or any character not in the sets [A-Z], [a-z], [0-9] or _"
+// ("Push Rules", content rules).
+func atWordBoundary(s string, i int) bool {
+	return i == 0 || i == len(s) || !isWordByte(s[i-1]) || !isWordByte(s[i])
+}
+
+// matchSegment matches seg, which holds no '*' (unless literal), at index i of s and returns where
+// the match ends.
+func matchSegment(seg, s string, i int, literal bool) (int, bool) {
+	for k := 0; k < len(seg); {
+		if i >= len(s) {
+			return 0, false
+		}
+		pc, sc := seg[k], s[i]
+		if pc < utf8.RuneSelf && sc < utf8.RuneSelf {
+			if pc == sc || (pc == '?' && !literal) || lowerASCII(pc) == lowerASCII(sc) {
+				k++
+				i++
+				continue
+			}
+			return 0, false
+		}
+		pr, pw := utf8.DecodeRuneInString(seg[k:])
+		sr, sw := utf8.DecodeRuneInString(s[i:])
+		if !(pr == '?' && !literal) && !foldEqual(pr, sr) {
+			return 0, false
+		}
+		k += pw
+		i += sw
+	}
+	return i, true
+}
+
+// findSegment returns where the leftmost match of seg at or after index p of s ends.
+func findSegment(seg, s string, p int) (int, bool) {
+	for i := nextStart(seg, s, p, false); i >= 0; i = nextStart(seg, s, i+1, false) {
+		if end, ok := matchSegment(seg, s, i, false); ok {
+			return end, true
+		}
+	}
+	return 0, false
+}
+
+// matchSuffix reports whether seg matches the end of s without reaching before index p.
+func matchSuffix(seg, s string, p int) bool {
+	t := s[p:]
+	for len(seg) > 0 {
+		if len(t) == 0 {
+			return false
+		}
+		pr, pw := utf8.DecodeLastRuneInString(seg)
+		sr, sw := utf8.DecodeLastRuneInString(t)
+		if pr != '?' && !foldEqual(pr, sr) {
+			return false
+		}
+		seg, t = seg[:len(seg)-pw], t[:len(t)-sw]
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func upperASCII(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - ('a' - 'A')
+	}
+	return c
+}
+
+// foldEqual reports whether two characters are equal under Unicode simple case folding, as
+// strings.EqualFold compares them.
+func foldEqual(a, b rune) bool {
+	if a == b {
+		return true
+	}
+	if a < utf8.RuneSelf && b < utf8.RuneSelf {
+		return lowerASCII(byte(a)) == lowerASCII(byte(b))
+	}
+	for r := unicode.SimpleFold(a); r != a; r = unicode.SimpleFold(r) {
+		if r == b {
+			return true
+		}
+	}
+	return false
+}
+
+// PushOutcome is what a matched rule's actions ask for ("Actions").
+type PushOutcome struct {
+	Notify    bool // the notify action: the event notifies
+	Highlight bool // the highlight tweak
+	// Tweaks holds every set_tweak by name, highlight included, for the push gateway's
+	// devices[].tweaks; a tweak without a value is true. Nil when there are none. The values
+	// share memory with the actions and must not be modified.
+	Tweaks map[string]json.RawMessage
+}
+
+// OutcomeOf reads a rule's actions: notify, and set_tweak, of which a later one wins for the same
+// tweak. "If a highlight tweak is given with no value, its value is defined to be true"; with any
+// value but true it is false. Historical and unknown actions are ignored ("Historical Actions").
+func OutcomeOf(actions []PushAction) PushOutcome {
+	var o PushOutcome
+	for _, a := range actions {
+		switch a.Action {
+		case ActionNotify:
+			o.Notify = true
+		case ActionSetTweak:
+			if a.Tweak == "" {
+				continue
+			}
+			v := json.RawMessage(bytes.TrimSpace(a.Value))
+			if len(v) == 0 {
+				v = json.RawMessage("true")
+			}
+			if a.Tweak == TweakHighlight {
+				o.Highlight = string(v) == "true"
+			}
+			if o.Tweaks == nil {
+				o.Tweaks = make(map[string]json.RawMessage, 2)
+			}
+			o.Tweaks[a.Tweak] = v
+		}
+	}
+	return o
+}
