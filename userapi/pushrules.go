@@ -820,6 +820,8 @@ func (u *Users) changePushRules(ctx context.Context, userID id.UserID, change fu
 			userID, PushRulesType, string(content), pos)
 		return err
 	})
+	// Also after an error: a commit that reported one may still have happened.
+	u.pushRules.changed(userID)
 	for _, known := range []error{ErrNotFound, ErrPushRuleAnchor, ErrPushRuleDefault, ErrPushRulesTooLarge} {
 		if errors.Is(err, known) {
 			return known

@@ -43,8 +43,9 @@ type Users struct {
 	// now is the clock; tests replace it to expire tokens without sleeping.
 	now func() time.Time
 
-	cache *tokenCache
-	seen  *seenRecorder
+	cache     *tokenCache
+	seen      *seenRecorder
+	pushRules *pushRulesCache // who has custom push rules, and their rulesets (pushrules_custom.go)
 
 	dummyOnce sync.Once
 	dummyHash []byte // compared against for unknown users, so timing does not reveal them
@@ -84,7 +85,12 @@ func New(ctx context.Context, db *storage.DB, opts Options) (*Users, error) {
 	if err := migrateKeys(ctx, db); err != nil {
 		return nil, fmt.Errorf("userapi: %w", err)
 	}
-	u := &Users{db: db, opts: opts, log: opts.Logger, now: time.Now, cache: newTokenCache(defaultCacheSize)}
+	pushRules, err := loadPushRulesCache(ctx, db, pushRulesCacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("userapi: %w", err)
+	}
+	u := &Users{db: db, opts: opts, log: opts.Logger, now: time.Now, cache: newTokenCache(defaultCacheSize),
+		pushRules: pushRules}
 	u.seen = newSeenRecorder(u)
 	return u, nil
 }
