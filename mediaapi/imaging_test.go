@@ -202,3 +202,28 @@ func TestGIFFrames(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkThumbnail decodes a 12-megapixel JPEG and makes its largest and smallest
+// thumbnails, the work of a first thumbnail request for a phone photo.
+func BenchmarkThumbnail(b *testing.B) {
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, testImage(4000, 3000), &jpeg.Options{Quality: 90}); err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	for b.Loop() {
+		info, err := probe(bytes.NewReader(data), 32e6)
+		if err != nil {
+			b.Fatal(err)
+		}
+		img, err := decodeStill(bytes.NewReader(data), info, 32e6)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, size := range []thumbSize{{methodScale, 800, 600}, {methodCrop, 32, 32}} {
+			if _, _, err := encodeThumbnail(resize(img, size.method, size.width, size.height), info.format); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
