@@ -144,10 +144,8 @@ func TestMediaLargeUpload(t *testing.T) {
 // TestMediaUploadMemoryFlat streams a 200 MB upload into a server in this process and samples
 // the heap while it runs: it must grow by far less than the upload, since the body goes
 // through a fixed buffer to disk. It then downloads the 200 MB back and compares the hash.
+// It takes a few seconds, also under the race detector.
 func TestMediaUploadMemoryFlat(t *testing.T) {
-	if testing.Short() {
-		t.Skip("200 MB upload and download: skipped with -short")
-	}
 	const size = 200 << 20
 	s := Start(t, withMedia(func(m *config.Media) { m.MaxUploadSize = 256 << 20 }))
 	alice := s.NewUser(t, "alice")

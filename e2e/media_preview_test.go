@@ -37,6 +37,11 @@ func previewSite(t *testing.T, img []byte) (*httptest.Server, *atomic.Int64) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte(`<html><head><title>Only a title</title><meta name="description" content="And a description"></head></html>`))
 	})
+	mux.HandleFunc("/fake-image", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte(`<html><head><meta property="og:title" content="Fake"><meta property="og:image" content="/article"></head></html>`))
+	})
 	mux.HandleFunc("/img.png", func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		w.Header().Set("Content-Type", "image/png")
@@ -93,6 +98,10 @@ func TestMediaPreview(t *testing.T) {
 
 	status, _, body = mediaGet(t, s, alice, mediaV1, previewQuery(site.URL+"/plain"))
 	wantOK(t, status, body, `{"og:title": "Only a title", "og:description": "And a description"}`)
+
+	// An og:image that is no image is left out.
+	status, _, body = mediaGet(t, s, alice, mediaV1, previewQuery(site.URL+"/fake-image"))
+	wantOK(t, status, body, `{"og:title": "Fake"}`)
 
 	// A URL of an image previews as the image.
 	status, _, body = mediaGet(t, s, alice, mediaV1, previewQuery(site.URL+"/img.png"))

@@ -200,8 +200,8 @@ func (m *Media) previewImageURL(ctx context.Context, og map[string]any, page *ur
 }
 
 // previewImage stores the image of resp as server-owned media and sets og:image (its mxc
-// URI), og:image:type, og:image:width and og:image:height (when the image's header can be
-// read) and matrix:image:size.
+// URI), og:image:type, og:image:width, og:image:height and matrix:image:size. Only images of
+// the formats we can read are kept, typed by their content rather than the site's claim.
 func (m *Media) previewImage(ctx context.Context, og map[string]any, resp *http.Response) error {
 	st, err := m.files.stage(resp.Body, m.cfg.URLPreview.MaxSize)
 	if err != nil {
@@ -211,26 +211,27 @@ func (m *Media) previewImage(ctx context.Context, og map[string]any, resp *http.
 	now := time.Now().UnixMilli()
 	item := mediastore.Media{
 		ServerName: ref.server, MediaID: ref.id, SHA256: st.hash, Size: st.size,
-		ContentType: cleanContentType(resp.Header.Get("Content-Type")),
-		CreatedTS:   now, UploadedTS: now, LegacyAccess: !m.cfg.FreezeLegacyUnauthenticated,
+		CreatedTS: now, UploadedTS: now, LegacyAccess: !m.cfg.FreezeLegacyUnauthenticated,
 	}
 	var info imageInfo
 	if f, err := openStaged(st); err == nil {
-		info, _ = probe(f, m.cfg.MaxImagePixels) // not an image we know: no dimensions
+		info, _ = probe(f, m.cfg.MaxImagePixels) // an image over the pixel limit still has its size
 		f.Close()
 	}
-	if ct, ok := formatTypes[info.format]; ok {
-		item.ContentType = ct
+	ct, ok := formatTypes[info.format]
+	if !ok || info.width == 0 {
+		// Clients show og:image as an image; whatever else a page points at is not kept.
+		m.files.discard(st)
+		return errors.New("preview image is not a JPEG, PNG, GIF or WebP image")
 	}
+	item.ContentType = ct
 	if err := m.commit(ctx, st, func() error { return m.store.Insert(ctx, item) }); err != nil {
 		return err
 	}
 	og["og:image"] = ref.mxc()
 	og["og:image:type"] = item.ContentType
 	og["matrix:image:size"] = st.size
-	if info.width > 0 {
-		og["og:image:width"] = info.width
-		og["og:image:height"] = info.height
-	}
+	og["og:image:width"] = info.width
+	og["og:image:height"] = info.height
 	return nil
 }
