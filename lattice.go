@@ -29,12 +29,14 @@ import (
 	"github.com/latticehq/lattice/internal/httpapi"
 	"github.com/latticehq/lattice/internal/notifier"
 	"github.com/latticehq/lattice/internal/ratelimit"
+	"github.com/latticehq/lattice/mediaapi"
 	"github.com/latticehq/lattice/roomserver"
 	"github.com/latticehq/lattice/storage"
 	"github.com/latticehq/lattice/syncapi"
 	"github.com/latticehq/lattice/syncapi/ephemeral"
 	e2ekeys "github.com/latticehq/lattice/syncapi/keys"
 	"github.com/latticehq/lattice/syncapi/presence"
+	"github.com/latticehq/lattice/syncapi/push"
 	"github.com/latticehq/lattice/syncapi/search"
 	"github.com/latticehq/lattice/syncapi/todevice"
 	"github.com/latticehq/lattice/userapi"
@@ -54,10 +56,12 @@ type Server struct {
 	users    *userapi.Users
 	rooms    *roomserver.Roomserver
 	search   *search.Search
+	media    *mediaapi.Media
 	sync     *syncapi.API
 	eph      *ephemeral.API
 	presence *presence.Tracker
 	toDevice *todevice.API
+	push     *push.Push
 
 	listeners []*listener
 	started   bool
@@ -98,9 +102,16 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		db.Close()
 		return nil, err
 	}
+	pushes, err := push.New(ctx, push.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, Logger: logger,
+		ServerName: cfg.ServerName, Config: cfg.Push})
+	if err != nil {
+		users.Close()
+		db.Close()
+		return nil, err
+	}
 	rl := cfg.RateLimits
 	eph, err := ephemeral.New(ctx, ephemeral.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, Logger: logger,
-		Limiter: ratelimit.New(rl.Message.PerSecond, rl.Message.Burst, rl.Enabled)})
+		Limiter: ratelimit.New(rl.Message.PerSecond, rl.Message.Burst, rl.Enabled), OnReceipts: pushes.MarkReceipts})
 	if err != nil {
 		users.Close()
 		db.Close()
@@ -139,7 +150,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		}
 	}
 	syncAPI, err := syncapi.New(ctx, syncapi.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, Logger: logger,
-		Sources: append(append(append(eph.Sources(), pres), toDevice.Sources()...), keyCounts), Presence: pres})
+		Sources: append(append(append(eph.Sources(), pres), toDevice.Sources()...), keyCounts), Presence: pres, Push: pushes})
 	if err != nil {
 		pres.Close()
 		eph.Close()
@@ -157,6 +168,17 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		db.Close()
 		return nil, err
 	}
+	med, err := mediaapi.New(ctx, mediaapi.Options{DB: db, Users: users, ServerName: cfg.ServerName,
+		Path: cfg.Path(cfg.Media.Path), Config: cfg.Media, Logger: logger})
+	if err != nil {
+		srch.Close()
+		syncAPI.Close()
+		pres.Close()
+		eph.Close()
+		users.Close()
+		db.Close()
+		return nil, err
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      logger,
@@ -165,10 +187,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		users:    users,
 		rooms:    rooms,
 		search:   srch,
+		media:    med,
 		sync:     syncAPI,
 		eph:      eph,
 		presence: pres,
 		toDevice: toDevice,
+		push:     pushes,
 		key:      key,
 		metrics:  prometheus.NewRegistry(),
 	}
@@ -183,10 +207,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		if slices.Contains(lc.Resources, config.ResourceClient) {
 			client.Register(r)
 			srch.Register(r)
+			med.Register(r)
 			syncAPI.Register(r)
 			eph.Register(r)
 			pres.Register(r)
 			toDevice.Register(r)
+			pushes.Register(r)
 			if keyChanges != nil {
 				keyChanges.Register(r)
 			}
@@ -222,6 +248,7 @@ func (s *Server) Start() error {
 	}
 	s.started = true
 	s.search.Start()
+	s.media.Start()
 	s.presence.Start()
 	s.toDevice.Start()
 	for _, l := range s.listeners {
@@ -243,6 +270,7 @@ func (s *Server) Start() error {
 		l.ln = ln
 	}
 	s.sync.Start()
+	s.push.Start()
 	for _, l := range s.listeners {
 		go func() {
 			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -304,10 +332,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			wg.Go(func() { errs[i] = l.srv.Shutdown(ctx) })
 		}
 		wg.Wait()
+		s.push.Close()
 		s.sync.Close()
 		s.presence.Close()
 		s.eph.Close()
 		s.toDevice.Close()
+		errs = append(errs, s.media.Close())
 		errs = append(errs, s.search.Close(), s.users.Close(), s.db.Close())
 		s.closeErr = errors.Join(errs...)
 	})

@@ -64,6 +64,7 @@ func (a *API) Register(r *mux.Router) {
 	a.registerHierarchyRoutes(r)
 	a.registerUpgradeRoutes(r)
 	a.registerPushRuleRoutes(r)
+	a.registerPusherRoutes(r)
 	a.registerKeyRoutes(r)
 }
 

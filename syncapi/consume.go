@@ -96,6 +96,9 @@ func (a *API) consume(ctx context.Context, evs []roomserver.OutputEvent) error {
 		return a.store.SetCursor(ctx, tx, consumerName, evs[len(evs)-1].Pos)
 	})
 	if err != nil {
+		if a.push != nil {
+			a.push.Reset()
+		}
 		return err
 	}
 	for _, u := range visUpdates {
@@ -165,6 +168,11 @@ func (a *API) storeEvent(ctx context.Context, tx *storage.Tx, oe roomserver.Outp
 	}
 	if err := a.store.InsertEvent(ctx, tx, rec); err != nil {
 		return err
+	}
+	if a.push != nil {
+		if err := a.push.Process(ctx, tx, oe, js); err != nil {
+			return err
+		}
 	}
 	if ev.Type() == "m.room.member" && ev.StateKey() != nil {
 		m := roomserver.MembershipOf(ev)

@@ -378,6 +378,11 @@ func (a *API) build(ctx context.Context, dev *userapi.Device, p *syncParams, now
 			return nil, err
 		}
 	}
+	if a.push != nil {
+		if err := a.push.Fill(ctx, req, resp); err != nil {
+			return nil, err
+		}
+	}
 	resp.NextBatch = now.String()
 	return resp, nil
 }

@@ -35,6 +35,18 @@ type Options struct {
 	Sources []synctypes.Source
 	// Presence, if set, receives /sync's set_presence.
 	Presence PresenceSetter
+	// Push, if set, evaluates push rules as events are stored and fills the unread counts.
+	Push Pusher
+}
+
+// Pusher is the push component as the sync component uses it (syncapi/push).
+type Pusher interface {
+	// Process evaluates an event being stored, in the storing transaction.
+	Process(ctx context.Context, tx *storage.Tx, oe roomserver.OutputEvent, clientJSON []byte) error
+	// Reset drops what Process cached after a transaction that failed.
+	Reset()
+	// Fill puts the unread notification counts into the response's joined rooms.
+	Fill(ctx context.Context, req *synctypes.Request, resp *synctypes.Response) error
 }
 
 // PresenceSetter is the presence component as /sync uses it.
@@ -56,6 +68,7 @@ type API struct {
 	vis       visibilityCache
 	sources   []synctypes.Source
 	presence  PresenceSetter
+	push      Pusher
 	joined    joinedCache
 
 	stop chan struct{}
@@ -72,7 +85,7 @@ func New(ctx context.Context, opts Options) (*API, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &API{rooms: opts.Rooms, users: opts.Users, nf: opts.Notifier, log: opts.Logger, store: store, db: opts.DB,
-		vis: visibilityCache{m: map[string]string{}}, sources: opts.Sources, presence: opts.Presence,
+		vis: visibilityCache{m: map[string]string{}}, sources: opts.Sources, presence: opts.Presence, push: opts.Push,
 		joined: joinedCache{m: map[id.UserID]map[id.RoomID]string{}}}
 	pos, err := store.Cursor(ctx, opts.DB, consumerName)
 	if err != nil {
@@ -177,7 +190,7 @@ func (a *API) catchUp(ctx context.Context) (int64, error) {
 // wake tells the long-polls of the rooms' members, and of users whose membership changed, that
 // the timeline moved; it also drops cached room lists of those users.
 func (a *API) wake(evs []roomserver.OutputEvent) {
-	keys := map[string]bool{}
+	keys := map[string]bool{synctypes.TimelineKey: true}
 	for _, oe := range evs {
 		keys[roomserver.RoomKey(oe.Event.RoomID())] = true
 		if sk := oe.Event.StateKey(); oe.Event.Type() == "m.room.member" && sk != nil {

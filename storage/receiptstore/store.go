@@ -69,8 +69,9 @@ type Receipt struct {
 // position and the receipts it wrote (0 and none when nothing changed). A receipt replaces the
 // current one of its room, user, type and thread unless that one already acknowledges the same
 // event or a later one (when both output positions are known): receipts are "up to" markers, so
-// a lagging device must not move them back.
-func (s *Store) Put(ctx context.Context, rs []Receipt) (int64, []Receipt, error) {
+// a lagging device must not move them back. Each of inTx runs in the same transaction with the
+// receipts written, so that what follows from them (notifications marked read) commits with them.
+func (s *Store) Put(ctx context.Context, rs []Receipt, inTx ...func(ctx context.Context, tx *storage.Tx, written []Receipt) error) (int64, []Receipt, error) {
 	var (
 		pos     int64
 		written []Receipt
@@ -109,6 +110,11 @@ func (s *Store) Put(ctx context.Context, rs []Receipt) (int64, []Receipt, error)
 				r.RoomID, r.UserID, r.Type, r.ThreadID, r.EventID, r.EventPos, r.TS, r.Pos)
 			if err != nil {
 				return fmt.Errorf("store receipt of %s in %s: %w", r.UserID, r.RoomID, err)
+			}
+		}
+		for _, fn := range inTx {
+			if err := fn(ctx, tx, written); err != nil {
+				return err
 			}
 		}
 		return nil

@@ -469,3 +469,24 @@ func (s *Store) ForgottenRooms(ctx context.Context, q storage.Querier, userID st
 	}
 	return out, rows.Err()
 }
+
+// RoomMembers returns every user's membership of a room as of position pos (their latest
+// membership recorded at or before it).
+func (s *Store) RoomMembers(ctx context.Context, q storage.Querier, roomID string, pos int64) (map[string]string, error) {
+	rows, err := q.Query(ctx, `SELECT m.user_id, m.membership FROM sync_memberships m
+		WHERE m.room_id = $1 AND m.pos = (SELECT MAX(l.pos) FROM sync_memberships l
+			WHERE l.room_id = $1 AND l.user_id = m.user_id AND l.pos <= $2)`, roomID, pos)
+	if err != nil {
+		return nil, fmt.Errorf("members of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var user, m string
+		if err := rows.Scan(&user, &m); err != nil {
+			return nil, fmt.Errorf("members of %s: %w", roomID, err)
+		}
+		out[user] = m
+	}
+	return out, rows.Err()
+}

@@ -34,6 +34,7 @@ import (
 	"github.com/latticehq/lattice/internal/ratelimit"
 	"github.com/latticehq/lattice/roomserver"
 	"github.com/latticehq/lattice/storage"
+	"github.com/latticehq/lattice/storage/receiptstore"
 	"github.com/latticehq/lattice/syncapi/synctypes"
 	"github.com/latticehq/lattice/userapi"
 )
@@ -47,6 +48,9 @@ type Options struct {
 	Logger   *slog.Logger
 	// Limiter, if set, bounds each user's typing and receipt updates.
 	Limiter *ratelimit.Limiter
+	// OnReceipts, if set, runs in the transaction that stores receipts, with those written
+	// (the push component marks notifications read).
+	OnReceipts func(ctx context.Context, tx *storage.Tx, written []receiptstore.Receipt) error
 }
 
 // API is the ephemeral component: its HTTP routes and its two /sync sources.
@@ -66,6 +70,9 @@ func New(ctx context.Context, opts Options) (*API, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	receipts, err := newReceipts(ctx, opts.DB, opts.Notifier, opts.Logger)
+	if receipts != nil {
+		receipts.onWrite = opts.OnReceipts
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ephemeral: %w", err)
 	}

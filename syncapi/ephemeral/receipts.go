@@ -33,6 +33,8 @@ type Receipts struct {
 	nf    *notifier.Notifier
 	log   *slog.Logger
 	pos   atomic.Int64 // every position up to it is committed and in changes
+	// onWrite runs in the transaction of each write (Options.OnReceipts); nil for none.
+	onWrite func(ctx context.Context, tx *storage.Tx, written []receiptstore.Receipt) error
 
 	// wmu serialises writes, so that positions reach changes and pos in commit order. Writers
 	// of the stream are serialised by its counter row from their position on anyway.
@@ -64,7 +66,11 @@ func newReceipts(ctx context.Context, db *storage.DB, nf *notifier.Notifier, log
 func (r *Receipts) Put(ctx context.Context, rs []receiptstore.Receipt) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
-	pos, written, err := r.store.Put(ctx, rs)
+	var hooks []func(context.Context, *storage.Tx, []receiptstore.Receipt) error
+	if r.onWrite != nil {
+		hooks = append(hooks, r.onWrite)
+	}
+	pos, written, err := r.store.Put(ctx, rs, hooks...)
 	if err != nil {
 		r.resync()
 		return err

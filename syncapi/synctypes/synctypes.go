@@ -219,6 +219,10 @@ var TokenOrder = []string{StreamAccountData, StreamReceipts, StreamTyping, Strea
 // changed (userapi.UserKey).
 const StreamTimeline = "sync_timeline"
 
+// TimelineKey is woken with every move of StreamTimeline, for consumers of the stored
+// timelines as a whole (the push sender).
+const TimelineKey = "sync:timeline"
+
 // LimitedSource is a Source that may deliver only the start of (from, to], to keep responses
 // small; it returns the position it reached, which the response's token then carries, so the
 // next sync continues from there at once.

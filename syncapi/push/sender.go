@@ -1,0 +1,407 @@
+package push
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/latticehq/lattice/internal/safehttp"
+	"github.com/latticehq/lattice/storage/pushstore"
+	"github.com/latticehq/lattice/syncapi/synctypes"
+	"github.com/latticehq/lattice/userapi"
+)
+
+// deliveryBatch is how many notifications a pusher reads from its cursor at a time.
+const deliveryBatch = 20
+
+// pusherID names one pusher.
+type pusherID struct {
+	user    id.UserID
+	appID   string
+	pushKey string
+}
+
+// sender delivers notifications to push gateways: one worker per pusher, each reading the
+// user's notifications after the pusher's durable cursor and moving the cursor only once the
+// gateway has taken a notification, so a crash or restart resends rather than loses. A failed
+// delivery is retried after a pause that doubles from push.retry_initial up to
+// push.retry_max; later notifications wait, so a gateway sees them in order.
+type sender struct {
+	p      *Push
+	client *http.Client
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	workers map[pusherID]chan struct{} // each worker's kick
+}
+
+func newSender(p *Push) *sender {
+	return &sender{p: p, workers: map[pusherID]chan struct{}{},
+		client: safehttp.NewClient(safehttp.Options{AllowPrivate: p.cfg.AllowPrivateAddresses, Timeout: p.cfg.Timeout, MaxRedirects: -1})}
+}
+
+func (s *sender) start() {
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.follow()
+	}()
+}
+
+func (s *sender) stop() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.cancel = nil
+}
+
+// follow starts a worker for every pusher (each resumes from its cursor), then wakes the
+// pushers of the users each new batch of timeline events notified.
+func (s *sender) follow() {
+	ctx := s.ctx
+	var seen int64
+	started := false
+	s.p.nf.Follow(ctx, s.p.log, synctypes.StreamTimeline, synctypes.TimelineKey, func(ctx context.Context) (int64, bool, error) {
+		timeline := s.p.nf.Latest(synctypes.StreamTimeline)
+		if !started {
+			latest, err := s.p.store.LatestPos(ctx)
+			if err != nil {
+				return 0, false, err
+			}
+			all, err := s.p.users.AllPushers(ctx)
+			if err != nil {
+				return 0, false, err
+			}
+			for _, pu := range all {
+				s.kick(pusherID{pu.UserID, pu.AppID, pu.PushKey})
+			}
+			seen, started = latest, true
+			return timeline, false, nil
+		}
+		users, reached, err := s.p.store.UsersAfter(ctx, seen)
+		if err != nil {
+			return 0, false, err
+		}
+		for _, u := range users {
+			ps, err := s.p.users.Pushers(ctx, id.UserID(u))
+			if err != nil {
+				return 0, false, err
+			}
+			for _, pu := range ps {
+				s.kick(pusherID{pu.UserID, pu.AppID, pu.PushKey})
+			}
+		}
+		seen = reached
+		return timeline, false, nil
+	})
+}
+
+// kick wakes the pusher's worker, starting it if it is not running.
+func (s *sender) kick(pid pusherID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return
+	}
+	k, ok := s.workers[pid]
+	if !ok {
+		k = make(chan struct{}, 1)
+		s.workers[pid] = k
+		s.wg.Add(1)
+		go s.run(pid, k)
+	}
+	select {
+	case k <- struct{}{}:
+	default: // already due to look
+	}
+}
+
+// run is one pusher's worker.
+func (s *sender) run(pid pusherID, kick chan struct{}) {
+	defer s.wg.Done()
+	w := &worker{s: s, id: pid}
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-kick:
+		}
+		for {
+			res := w.deliverPending(s.ctx)
+			if res.gone {
+				s.mu.Lock()
+				if s.workers[pid] == kick {
+					delete(s.workers, pid)
+				}
+				s.mu.Unlock()
+				return
+			}
+			if res.retry > 0 {
+				select {
+				case <-s.ctx.Done():
+					return
+				case <-time.After(res.retry):
+				}
+				continue
+			}
+			if !res.more {
+				break
+			}
+		}
+	}
+}
+
+// worker is the state of one pusher's delivery.
+type worker struct {
+	s            *sender
+	id           pusherID
+	failures     int
+	failingSince time.Time
+}
+
+type deliveryResult struct {
+	gone  bool          // the pusher no longer exists: stop
+	retry time.Duration // a delivery failed: try again after this
+	more  bool          // a full batch was delivered: read on
+}
+
+// outcome of one request to a gateway.
+type outcome int
+
+const (
+	delivered outcome = iota
+	rejected          // the gateway rejected the pushkey: delete the pusher
+	dropped           // the gateway refused this notification for good
+	failed            // try again later
+)
+
+func (w *worker) deliverPending(ctx context.Context) deliveryResult {
+	p := w.s.p
+	pusher, err := w.pusher(ctx)
+	if err != nil {
+		return w.backoff(err)
+	}
+	if pusher == nil {
+		if err := p.store.DeleteCursor(ctx, string(w.id.user), w.id.appID, w.id.pushKey); err != nil && ctx.Err() == nil {
+			p.log.Warn("push: forget cursor of deleted pusher", "user", w.id.user, "error", err)
+		}
+		return deliveryResult{gone: true}
+	}
+	cursor, _, err := p.store.Cursor(ctx, string(w.id.user), w.id.appID, w.id.pushKey)
+	if err != nil {
+		return w.backoff(err)
+	}
+	ns, err := p.store.After(ctx, string(w.id.user), cursor, pusher.CreatedTS, deliveryBatch)
+	if err != nil {
+		return w.backoff(err)
+	}
+	for _, n := range ns {
+		switch o, err := w.s.send(ctx, pusher, n); o {
+		case rejected:
+			p.log.Info("push: gateway rejected pushkey; deleting the pusher", "user", w.id.user, "app_id", w.id.appID)
+			if err := p.users.DeletePusher(ctx, w.id.user, w.id.appID, w.id.pushKey); err != nil {
+				return w.backoff(err)
+			}
+			return deliveryResult{gone: true}
+		case failed:
+			if p.cfg.GiveUpAfter > 0 && !w.failingSince.IsZero() && time.Since(w.failingSince) > p.cfg.GiveUpAfter {
+				p.log.Warn("push: giving up on a notification", "user", w.id.user, "app_id", w.id.appID, "event_id", n.EventID, "error", err)
+			} else {
+				return w.backoff(err)
+			}
+		case dropped:
+			p.log.Warn("push: gateway refused a notification", "user", w.id.user, "app_id", w.id.appID, "event_id", n.EventID, "error", err)
+		}
+		w.failures, w.failingSince = 0, time.Time{}
+		if err := p.store.SetCursor(ctx, string(w.id.user), w.id.appID, w.id.pushKey, n.EventPos); err != nil {
+			return w.backoff(err)
+		}
+	}
+	return deliveryResult{more: len(ns) == deliveryBatch}
+}
+
+// backoff records a failure and returns when to try again.
+func (w *worker) backoff(err error) deliveryResult {
+	cfg := w.s.p.cfg
+	if w.failingSince.IsZero() {
+		w.failingSince = time.Now()
+	}
+	wait := cfg.RetryInitial << min(w.failures, 30)
+	if wait <= 0 || wait > cfg.RetryMax {
+		wait = cfg.RetryMax
+	}
+	w.failures++
+	if w.s.ctx.Err() == nil {
+		w.s.p.log.Warn("push: delivery failed", "user", w.id.user, "app_id", w.id.appID, "retry_in", wait, "error", err)
+	}
+	return deliveryResult{retry: wait}
+}
+
+// pusher reads the pusher afresh, nil when it was deleted.
+func (w *worker) pusher(ctx context.Context) (*userapi.Pusher, error) {
+	ps, err := w.s.p.users.Pushers(ctx, w.id.user)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ps {
+		if ps[i].AppID == w.id.appID && ps[i].PushKey == w.id.pushKey && ps[i].Kind == "http" {
+			return &ps[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// notifyRequest is the body of POST /_matrix/push/v1/notify (push gateway API).
+type notifyRequest struct {
+	Notification notification `json:"notification"`
+}
+
+type notification struct {
+	EventID           string          `json:"event_id,omitempty"`
+	RoomID            string          `json:"room_id,omitempty"`
+	Type              string          `json:"type,omitempty"`
+	Sender            string          `json:"sender,omitempty"`
+	SenderDisplayName string          `json:"sender_display_name,omitempty"`
+	RoomName          string          `json:"room_name,omitempty"`
+	RoomAlias         string          `json:"room_alias,omitempty"`
+	UserIsTarget      bool            `json:"user_is_target,omitempty"`
+	Prio              string          `json:"prio"`
+	Content           json.RawMessage `json:"content,omitempty"`
+	Counts            map[string]int  `json:"counts"`
+	Devices           []device        `json:"devices"`
+}
+
+type device struct {
+	AppID     string                     `json:"app_id"`
+	PushKey   string                     `json:"pushkey"`
+	PushKeyTS int64                      `json:"pushkey_ts"`
+	Data      map[string]json.RawMessage `json:"data,omitempty"`
+	Tweaks    map[string]json.RawMessage `json:"tweaks"`
+}
+
+// send makes one notify request for notification n to the pusher's gateway.
+func (s *sender) send(ctx context.Context, pu *userapi.Pusher, n pushstore.Notification) (outcome, error) {
+	body, err := s.notifyBody(ctx, pu, n)
+	if err != nil {
+		return failed, err
+	}
+	url := pu.ParsedData().URL
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return dropped, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if errors.Is(err, safehttp.ErrRefused) {
+		return dropped, err
+	}
+	if err != nil {
+		return failed, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return failed, fmt.Errorf("gateway answered %s", resp.Status)
+	case resp.StatusCode >= 300:
+		return dropped, fmt.Errorf("gateway answered %s", resp.Status)
+	}
+	var answer struct {
+		Rejected []string `json:"rejected"`
+	}
+	json.Unmarshal(raw, &answer)
+	if slices.Contains(answer.Rejected, pu.PushKey) {
+		return rejected, nil
+	}
+	return delivered, nil
+}
+
+// notifyBody builds the notify request: the event's IDs and the badge count always, and with
+// the default format (not event_id_only) its type, sender, content and the room's and sender's
+// names (push gateway API, "POST /_matrix/push/v1/notify").
+func (s *sender) notifyBody(ctx context.Context, pu *userapi.Pusher, n pushstore.Notification) ([]byte, error) {
+	p := s.p
+	var actions []userapi.PushAction
+	if err := json.Unmarshal(n.Actions, &actions); err != nil {
+		return nil, fmt.Errorf("actions of %s: %w", n.EventID, err)
+	}
+	out := userapi.OutcomeOf(actions)
+	tweaks := out.Tweaks
+	if tweaks == nil {
+		tweaks = map[string]json.RawMessage{}
+	}
+	prio := "low"
+	if _, sound := tweaks["sound"]; sound || out.Highlight {
+		prio = "high"
+	}
+	var data map[string]json.RawMessage
+	json.Unmarshal(pu.Data, &data)
+	delete(data, "url") // "minus the url key"
+	unread, err := p.store.UnreadTotal(ctx, string(pu.UserID))
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	if unread > 0 {
+		counts["unread"] = unread
+	}
+	note := notification{EventID: n.EventID, RoomID: n.RoomID, Prio: prio, Counts: counts,
+		Devices: []device{{AppID: pu.AppID, PushKey: pu.PushKey, PushKeyTS: pu.PushKeyTS / 1000, Data: data, Tweaks: tweaks}}}
+	if pu.ParsedData().Format != "event_id_only" {
+		if err := s.describe(ctx, pu.UserID, n, &note); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(notifyRequest{Notification: note})
+}
+
+// describe adds the event's type, sender and content and the room's and sender's names.
+func (s *sender) describe(ctx context.Context, user id.UserID, n pushstore.Notification, note *notification) error {
+	p := s.p
+	ev, err := p.events.EventByID(ctx, p.db, n.EventID)
+	if err != nil || ev == nil {
+		return err
+	}
+	var e struct {
+		Content  json.RawMessage `json:"content"`
+		StateKey *string         `json:"state_key"`
+	}
+	json.Unmarshal(ev.JSON, &e)
+	note.Type, note.Sender, note.Content = ev.Type, ev.Sender, e.Content
+	note.UserIsTarget = ev.Type == "m.room.member" && e.StateKey != nil && *e.StateKey == string(user)
+	room := id.RoomID(n.RoomID)
+	read := func(typ, key, field string) (string, error) {
+		sev, err := p.rooms.StateEvent(ctx, room, typ, key)
+		if err != nil || sev == nil {
+			return "", err
+		}
+		var c map[string]json.RawMessage
+		json.Unmarshal(sev.Content(), &c)
+		var v string
+		json.Unmarshal(c[field], &v)
+		return v, nil
+	}
+	if note.RoomName, err = read("m.room.name", "", "name"); err != nil {
+		return err
+	}
+	if note.RoomAlias, err = read("m.room.canonical_alias", "", "alias"); err != nil {
+		return err
+	}
+	note.SenderDisplayName, err = read("m.room.member", ev.Sender, "displayname")
+	return err
+}
