@@ -136,7 +136,7 @@ func (m *Media) uploadTo(w http.ResponseWriter, r *http.Request, dev *userapi.De
 	if err != nil {
 		return err
 	}
-	if err := checkUploadable(ctx, m, ref, string(dev.UserID)); err != nil {
+	if err := m.checkUploadable(ctx, ref, string(dev.UserID)); err != nil {
 		return err
 	}
 	if err := m.limitBody(w, r); err != nil {
@@ -168,7 +168,7 @@ func (m *Media) uploadTo(w http.ResponseWriter, r *http.Request, dev *userapi.De
 
 // checkUploadable refuses an upload to a media ID before its body is read: unknown or
 // expired IDs, another user's, and IDs that have content already.
-func checkUploadable(ctx context.Context, m *Media, ref mediaRef, user string) error {
+func (m *Media) checkUploadable(ctx context.Context, ref mediaRef, user string) error {
 	item, err := m.store.Get(ctx, ref.server, ref.id)
 	if errors.Is(err, mediastore.ErrNotFound) {
 		return httpapi.NotFound("Unknown media ID")
