@@ -65,8 +65,10 @@ type pushProp struct {
 // ("Dot-separated property paths"). It is read-only once built and safe for concurrent use.
 type PushEvent struct {
 	props map[string]pushProp // by canonical path: every '.' and '\' in a key escaped
-	// The properties the implied conditions of content, room and sender rules read.
-	body, roomID, sender pushValue
+	// The properties the implied conditions of content, room and sender rules read, and type,
+	// which most rules match first.
+	body, roomID, sender, typ pushValue
+	bodyMode                  globMode // how content.body is searched
 }
 
 // NewPushEvent flattens an event in client or federation format (a JSON object with type,
@@ -92,6 +94,11 @@ func NewPushEvent(eventJSON []byte) (*PushEvent, error) {
 	ev.body = ev.props["content.body"].pushValue
 	ev.roomID = ev.props["room_id"].pushValue
 	ev.sender = ev.props["sender"].pushValue
+	ev.typ = ev.props["type"].pushValue
+	ev.bodyMode = globWords
+	if isASCII(ev.body.s) {
+		ev.bodyMode |= globASCII
+	}
 	return ev, nil
 }
 
@@ -173,35 +180,34 @@ func escapePathKey(k string) string {
 // ("Dot-separated property paths"), so such a backslash is escaped; a key without one is already
 // canonical and returned as it is.
 func canonicalPath(key string) string {
-	if strings.IndexByte(key, '\\') < 0 {
+	i := strings.IndexByte(key, '\\')
+	if i < 0 {
 		return key
 	}
-	canonical := true
-	for i := 0; i < len(key) && canonical; i++ {
-		if key[i] == '\\' {
-			if i+1 < len(key) && (key[i+1] == '.' || key[i+1] == '\\') {
-				i++
-			} else {
-				canonical = false
-			}
+	for ; i < len(key); i++ {
+		if key[i] != '\\' {
+			continue
 		}
-	}
-	if canonical {
-		return key
-	}
-	var b strings.Builder
-	for i := 0; i < len(key); i++ {
-		if key[i] == '\\' {
-			if i+1 < len(key) && (key[i+1] == '.' || key[i+1] == '\\') {
-				b.WriteString(key[i : i+2])
-				i++
-				continue
-			}
-			b.WriteByte('\\') // a literal backslash, escaped
+		if i+1 < len(key) && (key[i+1] == '.' || key[i+1] == '\\') {
+			i++
+			continue
 		}
-		b.WriteByte(key[i])
+		var b strings.Builder
+		b.WriteString(key[:i])
+		for ; i < len(key); i++ {
+			if key[i] == '\\' {
+				if i+1 < len(key) && (key[i+1] == '.' || key[i+1] == '\\') {
+					b.WriteString(key[i : i+2])
+					i++
+					continue
+				}
+				b.WriteByte('\\') // a literal backslash, escaped
+			}
+			b.WriteByte(key[i])
+		}
+		return b.String()
 	}
-	return b.String()
+	return key
 }
 
 // PushContext holds the facts about the room, at the event, that conditions read besides the
@@ -237,7 +243,7 @@ func (rs *PushRuleset) Evaluate(ev *PushEvent, pc *PushContext) *PushRule {
 	// The implied conditions, without building them: content.body against the pattern at word
 	// boundaries, and room_id or sender equal to the rule ID.
 	for i := range rs.Content {
-		if r := &rs.Content[i]; r.Enabled && ev.body.kind == kindString && matchGlob(r.Pattern, ev.body.s, true, false) {
+		if r := &rs.Content[i]; r.Enabled && ev.body.kind == kindString && matchGlob(r.Pattern, ev.body.s, ev.bodyMode) {
 			return r
 		}
 	}
@@ -274,14 +280,18 @@ func (ev *PushEvent) holdAll(conds []PushCondition, pc *PushContext) bool {
 func (ev *PushEvent) holds(c *PushCondition, pc *PushContext) bool {
 	switch c.Kind {
 	case CondEventMatch:
-		key := canonicalPath(c.Key)
-		if key == "content.body" {
-			return ev.body.kind == kindString && matchGlob(c.Pattern, ev.body.s, true, false)
+		var p pushValue
+		switch key := canonicalPath(c.Key); key {
+		case "type":
+			p = ev.typ
+		case "content.body":
+			return ev.body.kind == kindString && matchGlob(c.Pattern, ev.body.s, ev.bodyMode)
+		default:
+			p = ev.props[key].pushValue
 		}
-		p := ev.props[key]
 		// "If the property ... is completely absent ... or does not have a string value, then
 		// the condition will not match, even if pattern is *."
-		return p.kind == kindString && matchGlob(c.Pattern, p.s, false, false)
+		return p.kind == kindString && matchGlob(c.Pattern, p.s, 0)
 	case CondEventPropertyIs:
 		p := ev.props[canonicalPath(c.Key)]
 		return p.kind != kindNone && p.kind != kindArray && parseWanted(c.Value).equals(p.pushValue)
@@ -299,7 +309,7 @@ func (ev *PushEvent) holds(c *PushCondition, pc *PushContext) bool {
 		return false
 	case CondContainsDisplayName:
 		// The display name is text, not a glob: matched literally, at word boundaries.
-		return pc.DisplayName != "" && ev.body.kind == kindString && matchGlob(pc.DisplayName, ev.body.s, true, true)
+		return pc.DisplayName != "" && ev.body.kind == kindString && matchGlob(pc.DisplayName, ev.body.s, ev.bodyMode|globLiteral)
 	case CondRoomMemberCount:
 		return memberCountIs(c.Is, pc.MemberCount)
 	case CondSenderNotificationPermission:
@@ -378,22 +388,30 @@ func (w wanted) equals(v pushValue) bool {
 // memberCountIs evaluates room_member_count: is holds a count with an optional ==, <, >, >= or
 // <= prefix, == by default. An is that is not of that form never matches.
 func memberCountIs(is string, count int) bool {
-	op := "=="
-	for _, p := range []string{"==", "<=", ">=", "<", ">"} {
-		if rest, ok := strings.CutPrefix(is, p); ok {
-			op, is = p, rest
-			break
-		}
+	var op string
+	switch {
+	case len(is) >= 2 && (is[:2] == "==" || is[:2] == "<=" || is[:2] == ">="):
+		op, is = is[:2], is[2:]
+	case len(is) >= 1 && (is[0] == '<' || is[0] == '>'):
+		op, is = is[:1], is[1:]
+	default:
+		op = "=="
 	}
-	if is == "" || is[0] < '0' || is[0] > '9' {
-		return false // ParseUint would take a sign
-	}
-	n, err := strconv.ParseUint(is, 10, 63)
-	if err != nil {
+	if is == "" {
 		return false
 	}
+	var want int64
+	for i := 0; i < len(is); i++ {
+		if is[i] < '0' || is[i] > '9' {
+			return false
+		}
+		if want < 1e17 {
+			want = want*10 + int64(is[i]-'0')
+		} else {
+			want = 1e18 // more members than any room has: the comparison is the same
+		}
+	}
 	c := int64(count)
-	want := int64(n)
 	switch op {
 	case "==":
 		return c == want
@@ -408,16 +426,36 @@ func memberCountIs(is string, count int) bool {
 	}
 }
 
+// globMode says how matchGlob matches.
+type globMode uint8
+
+const (
+	globWords   globMode = 1 << iota // any substring between word boundaries, as content.body
+	globLiteral                      // * and ? are ordinary characters
+	globASCII                        // the value is known to be ASCII only
+)
+
+// isASCII reports whether s holds no byte above 0x7F.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // matchGlob matches a glob ("Glob-style matching": * matches zero or more characters, ? exactly
 // one) case-insensitively (Unicode simple case folding) against value: the whole value, or with
-// words any substring of it that starts and ends at a word boundary, as event_match does for
-// content.body. With literal, * and ? are ordinary characters.
+// globWords any substring of it that starts and ends at a word boundary, as event_match does for
+// content.body.
 //
 // A glob is a first segment, then segments each after a '*'. Every pattern character consumes
 // exactly one character of the value, so a segment's match ends the later the later it starts:
 // taking the leftmost match of each segment in turn leaves the most room for the rest, and so
 // decides the match without backtracking.
-func matchGlob(pattern, value string, words, literal bool) bool {
+func matchGlob(pattern, value string, mode globMode) bool {
+	words, literal := mode&globWords != 0, mode&globLiteral != 0
 	if len(pattern) > maxGlobLen {
 		return false
 	}
@@ -433,7 +471,7 @@ func matchGlob(pattern, value string, words, literal bool) bool {
 			end, ok := matchSegment(first, value, 0, literal)
 			return ok && end == len(value)
 		}
-		for i := nextStart(first, value, 0, literal); i >= 0; i = nextStart(first, value, i+1, literal) {
+		for i := nextStart(first, value, 0, mode); i >= 0; i = nextStart(first, value, i+1, mode) {
 			if atWordBoundary(value, i) {
 				if end, ok := matchSegment(first, value, i, literal); ok && atWordBoundary(value, end) {
 					return true
@@ -448,7 +486,7 @@ func matchGlob(pattern, value string, words, literal bool) bool {
 			p = end
 		}
 	} else {
-		for i := nextStart(first, value, 0, false); i >= 0; i = nextStart(first, value, i+1, false) {
+		for i := nextStart(first, value, 0, mode); i >= 0; i = nextStart(first, value, i+1, mode) {
 			if atWordBoundary(value, i) {
 				if end, ok := matchSegment(first, value, i, false); ok {
 					p = end
@@ -465,7 +503,7 @@ func matchGlob(pattern, value string, words, literal bool) bool {
 		if !ok {
 			break // rest is the last segment
 		}
-		end, found := findSegment(seg, value, p)
+		end, found := findSegment(seg, value, p, mode)
 		if !found {
 			return false
 		}
@@ -474,7 +512,7 @@ func matchGlob(pattern, value string, words, literal bool) bool {
 	if !words {
 		return matchSuffix(rest, value, p)
 	}
-	for q := nextStart(rest, value, p, false); q >= 0; q = nextStart(rest, value, q+1, false) {
+	for q := nextStart(rest, value, p, mode); q >= 0; q = nextStart(rest, value, q+1, mode) {
 		if end, ok := matchSegment(rest, value, q, false); ok && atWordBoundary(value, end) {
 			return true
 		}
@@ -498,14 +536,14 @@ var asciiFoldsInASCII = func() (t [utf8.RuneSelf]bool) {
 // When seg starts with an ASCII character, only the bytes equal to it under ASCII case folding
 // qualify, which a plain byte scan finds, and for k and s also the starts of non-ASCII
 // characters; otherwise every character start does.
-func nextStart(seg, s string, i int, literal bool) int {
+func nextStart(seg, s string, i int, mode globMode) int {
 	if i > len(s) {
 		return -1
 	}
 	if seg != "" {
-		if c := seg[0]; c < utf8.RuneSelf && (c != '?' || literal) {
+		if c := seg[0]; c < utf8.RuneSelf && (c != '?' || mode&globLiteral != 0) {
 			lc := lowerASCII(c)
-			if !asciiFoldsInASCII[c] {
+			if !asciiFoldsInASCII[c] && mode&globASCII == 0 {
 				for ; i < len(s); i++ {
 					if b := s[i]; lowerASCII(b) == lc || b >= 0xC0 {
 						return i
@@ -576,8 +614,8 @@ func matchSegment(seg, s string, i int, literal bool) (int, bool) {
 }
 
 // findSegment returns where the leftmost match of seg at or after index p of s ends.
-func findSegment(seg, s string, p int) (int, bool) {
-	for i := nextStart(seg, s, p, false); i >= 0; i = nextStart(seg, s, i+1, false) {
+func findSegment(seg, s string, p int, mode globMode) (int, bool) {
+	for i := nextStart(seg, s, p, mode); i >= 0; i = nextStart(seg, s, i+1, mode) {
 		if end, ok := matchSegment(seg, s, i, false); ok {
 			return end, true
 		}

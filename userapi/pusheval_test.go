@@ -257,7 +257,9 @@ func TestRoomMemberCount(t *testing.T) {
 		// Not of the form: never matches.
 		{"", 0, false}, {"=2", 2, false}, {"!=2", 3, false}, {"+2", 2, false}, {"-2", -2, false},
 		{"2 ", 2, false}, {" 2", 2, false}, {"two", 2, false}, {"<", 0, false},
-		{"99999999999999999999", 2, false},
+		{"99999999999999999999", 2, false}, {"<99999999999999999999", 2, true}, {">=99999999999999999999", 2, false},
+		{"<=000000000000000000000000000002", 2, true}, {"<100000000000000000", 99999999999999999, true},
+		{"<100000000000000000", 100000000000000000, false},
 	} {
 		got := holdsAlone(ev, PushCondition{Kind: CondRoomMemberCount, Is: tc.is}, &PushContext{MemberCount: tc.count})
 		if got != tc.want {
@@ -640,10 +642,10 @@ func TestNewPushEventRefuses(t *testing.T) {
 
 func TestGlobLimit(t *testing.T) {
 	long := strings.Repeat("a", maxGlobLen)
-	if !matchGlob(long, long, false, false) || !matchGlob(long, "x "+long, true, false) {
+	if !matchGlob(long, long, 0) || !matchGlob(long, "x "+long, globWords) {
 		t.Error("a pattern at the limit does not match")
 	}
-	if matchGlob(long+"a", long+"a", false, false) || matchGlob(long+"*", long, true, false) {
+	if matchGlob(long+"a", long+"a", 0) || matchGlob(long+"*", long, globWords) {
 		t.Error("a pattern over the limit matches")
 	}
 }
@@ -707,11 +709,21 @@ func FuzzGlob(f *testing.F) {
 			return // event and rule JSON carry valid UTF-8 only
 		}
 		for _, words := range []bool{false, true} {
-			if got, want := matchGlob(pattern, value, words, false), referenceGlob(pattern, value, words); got != want {
+			mode := globMode(0)
+			if words {
+				mode |= globWords
+			}
+			if isASCII(value) {
+				mode |= globASCII
+			}
+			if got, want := matchGlob(pattern, value, mode), referenceGlob(pattern, value, words); got != want {
 				t.Errorf("matchGlob(%q, %q, words %v) = %v, reference %v", pattern, value, words, got, want)
 			}
+			if got := matchGlob(pattern, value, mode&^globASCII); got != referenceGlob(pattern, value, words) {
+				t.Errorf("matchGlob(%q, %q, words %v) without knowing the value ASCII = %v", pattern, value, words, got)
+			}
 			// Literally, * and ? are themselves.
-			if got, want := matchGlob(pattern, value, words, true), referenceLiteral(pattern, value, words); got != want {
+			if got, want := matchGlob(pattern, value, mode|globLiteral), referenceLiteral(pattern, value, words); got != want {
 				t.Errorf("literal matchGlob(%q, %q, words %v) = %v, reference %v", pattern, value, words, got, want)
 			}
 		}
