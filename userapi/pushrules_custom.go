@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/maphash"
 	"sync"
 
 	"maunium.net/go/mautrix/id"
@@ -15,8 +16,9 @@ import (
 // in a big room) have rules other than the server defaults, so it answers from memory:
 //
 //   - the set of users with rows in push_rules or push_rule_defaults is read once, at New, and
-//     kept up to date by every change (changePushRules). Users without rows are answered by a map
-//     lookup each; users number in the thousands, user IDs only.
+//     kept up to date by every change (changePushRules). Users without rows are answered by a hash
+//     and a filter bit each, rarely a map lookup; users with rows number in the thousands, and the
+//     set holds their IDs only.
 //   - the rulesets of those users are cached, at most 2*pushRulesCacheSize of them, and loaded on
 //     a miss. A user whose rows turn out not to change anything (a default rule disabled and
 //     enabled again) leaves the set when loaded.
@@ -29,6 +31,10 @@ import (
 // KiB, so the cache stays within some tens of MiB.
 const pushRulesCacheSize = 4096
 
+// customFilterBits is the size of the filter in front of the set of users with custom rules:
+// 8 KiB, which rules out all but a few percent of other users while those are some thousands.
+const customFilterBits = 1 << 16
+
 // pushRulesCache holds who has custom push rules, and their rulesets.
 //
 // A lookup that missed loads from the database and then fills; if the user's rules changed in
@@ -39,6 +45,10 @@ const pushRulesCacheSize = 4096
 type pushRulesCache struct {
 	mu     sync.RWMutex
 	custom map[id.UserID]struct{} // users whose rows may make their rules differ from the defaults
+	// filter has the bit of the hash of every user in custom: hashing costs about half a map
+	// lookup, and rules out most of a room's members.
+	filter []uint64
+	seed   maphash.Seed
 	// Two generations of loaded rulesets: when cur is full it becomes old, and a hit in old moves
 	// back to cur, so the rulesets in use stay and the others go.
 	cur, old map[id.UserID]*PushRuleset
@@ -53,18 +63,46 @@ func loadPushRulesCache(ctx context.Context, q storage.Querier, size int) (*push
 		return nil, fmt.Errorf("users with push rules: %w", err)
 	}
 	defer rows.Close()
-	c := &pushRulesCache{custom: map[id.UserID]struct{}{}, cur: map[id.UserID]*PushRuleset{}, size: size}
+	c := newPushRulesCache(size)
 	for rows.Next() {
 		var user id.UserID
 		if err := rows.Scan(&user); err != nil {
 			return nil, fmt.Errorf("users with push rules: %w", err)
 		}
-		c.custom[user] = struct{}{}
+		c.mark(user)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("users with push rules: %w", err)
 	}
 	return c, nil
+}
+
+func newPushRulesCache(size int) *pushRulesCache {
+	return &pushRulesCache{custom: map[id.UserID]struct{}{}, cur: map[id.UserID]*PushRuleset{}, size: size,
+		filter: make([]uint64, customFilterBits/64), seed: maphash.MakeSeed()}
+}
+
+// bit returns the filter word and bit of user.
+func (c *pushRulesCache) bit(user id.UserID) (int, uint64) {
+	h := maphash.String(c.seed, string(user))
+	return int(h>>6) & (len(c.filter) - 1), 1 << (h & 63)
+}
+
+// mark adds user to those with custom rules.
+func (c *pushRulesCache) mark(user id.UserID) {
+	c.custom[user] = struct{}{}
+	w, b := c.bit(user)
+	c.filter[w] |= b
+}
+
+// unmark removes user from those with custom rules, and their bit unless another user has it.
+func (c *pushRulesCache) unmark(user id.UserID) {
+	delete(c.custom, user)
+	clear(c.filter)
+	for other := range c.custom {
+		w, b := c.bit(other)
+		c.filter[w] |= b
+	}
 }
 
 // lookup returns the cached rulesets of those of users who have custom rules, the users among
@@ -76,6 +114,9 @@ func (c *pushRulesCache) lookup(users []id.UserID) (found map[id.UserID]*PushRul
 	epoch = c.epoch
 	if len(c.custom) > 0 {
 		for _, user := range users {
+			if w, b := c.bit(user); c.filter[w]&b == 0 {
+				continue
+			}
 			if _, ok := c.custom[user]; !ok {
 				continue
 			}
@@ -111,7 +152,7 @@ func (c *pushRulesCache) fill(user id.UserID, rs *PushRuleset, custom bool, epoc
 		return
 	}
 	if !custom {
-		delete(c.custom, user)
+		c.unmark(user)
 		return
 	}
 	c.put(user, rs)
@@ -133,7 +174,7 @@ func (c *pushRulesCache) changed(user id.UserID) {
 	c.epoch++
 	delete(c.cur, user)
 	delete(c.old, user)
-	c.custom[user] = struct{}{}
+	c.mark(user)
 }
 
 // len is the number of cached rulesets and of users marked as customised, for tests.

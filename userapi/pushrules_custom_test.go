@@ -3,6 +3,7 @@ package userapi
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -211,7 +212,7 @@ func TestCustomPushRulesConcurrent(t *testing.T) {
 }
 
 func TestPushRulesCacheBounds(t *testing.T) {
-	c := &pushRulesCache{custom: map[id.UserID]struct{}{}, cur: map[id.UserID]*PushRuleset{}, size: 2}
+	c := newPushRulesCache(2)
 	var users []id.UserID
 	for i := range 5 {
 		user := id.UserID(fmt.Sprintf("@u%d:test.local", i))
@@ -243,6 +244,26 @@ func TestPushRulesCacheBounds(t *testing.T) {
 	c.fill(user, nil, false, epoch)
 	if _, misses, _ := c.lookup([]id.UserID{user}); len(misses) != 1 {
 		t.Error("a stale load removed the user from those with custom rules")
+	}
+
+	// A user found to have the default rules leaves the set (and the filter); the others stay.
+	_, _, epoch = c.lookup(nil)
+	c.fill(user, nil, false, epoch)
+	found, misses, _ = c.lookup(users)
+	if len(found)+len(misses) != len(users)-1 || slices.Contains(misses, user) || found[user] != nil {
+		t.Errorf("after %s left: found %d, misses %v", user, len(found), misses)
+	}
+	if _, custom := c.len(); custom != len(users)-1 {
+		t.Errorf("%d users marked, want %d", custom, len(users)-1)
+	}
+	// The filter holds exactly the bits of the users left.
+	want := make([]uint64, len(c.filter))
+	for _, other := range users[1:] {
+		w, b := c.bit(other)
+		want[w] |= b
+	}
+	if !slices.Equal(c.filter, want) {
+		t.Error("the filter does not hold exactly the bits of the users left")
 	}
 }
 
