@@ -162,7 +162,7 @@ func safeInteger(s string) (int64, bool) {
 
 // escapePathKey escapes one property name for a dot-separated path: '\' and '.' get a backslash.
 func escapePathKey(k string) string {
-	if !strings.ContainsAny(k, `.\`) {
+	if strings.IndexByte(k, '.') < 0 && strings.IndexByte(k, '\\') < 0 {
 		return k
 	}
 	var b strings.Builder
