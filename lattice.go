@@ -29,6 +29,7 @@ import (
 	"github.com/latticehq/lattice/internal/httpapi"
 	"github.com/latticehq/lattice/internal/notifier"
 	"github.com/latticehq/lattice/internal/ratelimit"
+	"github.com/latticehq/lattice/internal/safehttp"
 	"github.com/latticehq/lattice/mediaapi"
 	"github.com/latticehq/lattice/roomserver"
 	"github.com/latticehq/lattice/storage"
@@ -102,8 +103,18 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		db.Close()
 		return nil, err
 	}
+	var caFiles []string
+	for _, f := range cfg.Outbound.CAFiles {
+		caFiles = append(caFiles, cfg.Path(f))
+	}
+	roots, err := safehttp.RootCAs(caFiles)
+	if err != nil {
+		users.Close()
+		db.Close()
+		return nil, fmt.Errorf("outbound.ca_files: %w", err)
+	}
 	pushes, err := push.New(ctx, push.Options{DB: db, Rooms: rooms, Users: users, Notifier: nf, Logger: logger,
-		ServerName: cfg.ServerName, Config: cfg.Push})
+		ServerName: cfg.ServerName, Config: cfg.Push, RootCAs: roots})
 	if err != nil {
 		users.Close()
 		db.Close()
@@ -169,7 +180,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		return nil, err
 	}
 	med, err := mediaapi.New(ctx, mediaapi.Options{DB: db, Users: users, ServerName: cfg.ServerName,
-		Path: cfg.Path(cfg.Media.Path), Config: cfg.Media, Logger: logger})
+		Path: cfg.Path(cfg.Media.Path), Config: cfg.Media, Logger: logger, RootCAs: roots})
 	if err != nil {
 		srch.Close()
 		syncAPI.Close()

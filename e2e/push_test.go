@@ -494,15 +494,19 @@ func TestPushersAPI(t *testing.T) {
 		body map[string]any
 		code string
 	}{
-		"no kind":        {map[string]any{"app_id": "a", "pushkey": "k"}, "M_MISSING_PARAM"},
-		"no app_id":      {map[string]any{"kind": "http", "pushkey": "k"}, "M_MISSING_PARAM"},
-		"no lang":        {map[string]any{"kind": "http", "app_id": "a", "pushkey": "k", "app_display_name": "A", "device_display_name": "D", "data": map[string]any{"url": url}}, "M_MISSING_PARAM"},
-		"no url":         {map[string]any{"kind": "http", "app_id": "a", "pushkey": "k", "app_display_name": "A", "device_display_name": "D", "lang": "en", "data": map[string]any{}}, "M_MISSING_PARAM"},
-		"http url":       {httpPusher("k", "http://127.0.0.1:1/_matrix/push/v1/notify"), "M_INVALID_PARAM"},
-		"wrong path":     {httpPusher("k", "https://127.0.0.1:1/notify"), "M_INVALID_PARAM"},
-		"email kind":     {map[string]any{"kind": "email", "app_id": "m.email", "pushkey": "a@example.org", "app_display_name": "A", "device_display_name": "D", "lang": "en", "data": map[string]any{}}, "M_INVALID_PARAM"},
-		"long app_id":    {map[string]any{"kind": nil, "app_id": fmt.Sprintf("%065d", 0), "pushkey": "k"}, "M_INVALID_PARAM"},
-		"bad format":     {func() map[string]any { p := httpPusher("k", url); p["data"] = map[string]any{"url": url, "format": "full"}; return p }(), "M_INVALID_PARAM"},
+		"no kind":     {map[string]any{"app_id": "a", "pushkey": "k"}, "M_MISSING_PARAM"},
+		"no app_id":   {map[string]any{"kind": "http", "pushkey": "k"}, "M_MISSING_PARAM"},
+		"no lang":     {map[string]any{"kind": "http", "app_id": "a", "pushkey": "k", "app_display_name": "A", "device_display_name": "D", "data": map[string]any{"url": url}}, "M_MISSING_PARAM"},
+		"no url":      {map[string]any{"kind": "http", "app_id": "a", "pushkey": "k", "app_display_name": "A", "device_display_name": "D", "lang": "en", "data": map[string]any{}}, "M_MISSING_PARAM"},
+		"http url":    {httpPusher("k", "http://127.0.0.1:1/_matrix/push/v1/notify"), "M_INVALID_PARAM"},
+		"wrong path":  {httpPusher("k", "https://127.0.0.1:1/notify"), "M_INVALID_PARAM"},
+		"email kind":  {map[string]any{"kind": "email", "app_id": "m.email", "pushkey": "a@example.org", "app_display_name": "A", "device_display_name": "D", "lang": "en", "data": map[string]any{}}, "M_INVALID_PARAM"},
+		"long app_id": {map[string]any{"kind": nil, "app_id": fmt.Sprintf("%065d", 0), "pushkey": "k"}, "M_INVALID_PARAM"},
+		"bad format": {func() map[string]any {
+			p := httpPusher("k", url)
+			p["data"] = map[string]any{"url": url, "format": "full"}
+			return p
+		}(), "M_INVALID_PARAM"},
 		"data not dict":  {func() map[string]any { p := httpPusher("k", url); p["data"] = "x"; return p }(), "M_BAD_JSON"},
 		"kind not a str": {map[string]any{"kind": 5, "app_id": "a", "pushkey": "k"}, "M_BAD_JSON"},
 	} {

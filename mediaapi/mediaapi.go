@@ -14,6 +14,7 @@ package mediaapi
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -56,7 +57,9 @@ type Options struct {
 	Config config.Media
 	// Remote fetches remote media; nil answers remote media with 404 M_NOT_FOUND.
 	Remote RemoteFetcher
-	Logger *slog.Logger
+	// RootCAs are the authorities trusted for HTTPS previews; nil means the system's.
+	RootCAs *x509.CertPool
+	Logger  *slog.Logger
 }
 
 // Media is the media repository component.
@@ -102,6 +105,7 @@ func New(ctx context.Context, opts Options) (*Media, error) {
 		preview: safehttp.NewClient(safehttp.Options{
 			AllowPrivate: up.AllowPrivateAddresses,
 			Timeout:      up.Timeout,
+			RootCAs:      opts.RootCAs,
 		}),
 	}, nil
 }

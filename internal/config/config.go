@@ -37,6 +37,7 @@ type Config struct {
 	Presence     Presence     `yaml:"presence"`
 	Media        Media        `yaml:"media"`
 	Push         Push         `yaml:"push"`
+	Outbound     Outbound     `yaml:"outbound"`
 	Log          Log          `yaml:"log"`
 
 	// Dir is the folder relative paths are resolved against: the config file's folder.
@@ -82,6 +83,12 @@ type Presence struct {
 	Enabled bool `yaml:"enabled"`
 }
 
+// Outbound configures the HTTP requests Lattice makes (push gateways, URL previews).
+type Outbound struct {
+	// CAFiles are PEM files of certificate authorities trusted besides the system's.
+	CAFiles []string `yaml:"ca_files"`
+}
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`
@@ -109,6 +116,7 @@ func Default(serverName string) *Config {
 		Presence:     Presence{Enabled: true},
 		Media:        defaultMedia(),
 		Push:         defaultPush(),
+		Outbound:     Outbound{CAFiles: []string{}},
 		Log:          Log{Level: "info", Format: "text"},
 	}
 }

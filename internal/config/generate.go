@@ -131,6 +131,11 @@ presence:
 
 {{template "media" .}}
 {{template "push" .}}
+outbound:
+  # PEM files of certificate authorities to trust for outgoing HTTPS (push gateways, URL
+  # previews) besides the system's, e.g. a private CA. Relative to this file. Default: []
+  ca_files: [{{range $i, $f := .Outbound.CAFiles}}{{if $i}}, {{end}}{{q $f}}{{end}}]
+
 log:
   # One of debug, info, warn, error. Default: info
   level: {{q .Log.Level}}

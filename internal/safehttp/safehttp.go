@@ -6,11 +6,14 @@ package safehttp
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"syscall"
 	"time"
 )
@@ -26,6 +29,8 @@ type Options struct {
 	Timeout time.Duration
 	// MaxRedirects bounds the redirects followed; 0 means 5, negative follows none.
 	MaxRedirects int
+	// RootCAs are the certificate authorities trusted for HTTPS; nil means the system's.
+	RootCAs *x509.CertPool
 }
 
 // NewClient returns an HTTP client that enforces o.
@@ -48,6 +53,7 @@ func NewClient(o Options) *http.Client {
 		MaxIdleConnsPerHost:   10,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
+		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
 		ResponseHeaderTimeout: o.Timeout,
 	}
 	return &http.Client{
@@ -108,6 +114,28 @@ func Public(a netip.Addr) bool {
 		}
 	}
 	return true
+}
+
+// RootCAs returns the system's trusted certificate authorities with the PEM certificates of
+// files added (outbound.ca_files), or nil (the system's alone) when files is empty.
+func RootCAs(files []string) (*x509.CertPool, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range files {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", f)
+		}
+	}
+	return pool, nil
 }
 
 // CheckHost resolves host and reports ErrRefused when any of its addresses is not public. It is

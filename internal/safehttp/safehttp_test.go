@@ -1,11 +1,13 @@
 package safehttp
 
 import (
+	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 )
@@ -57,5 +59,33 @@ func TestCheckHost(t *testing.T) {
 	}
 	if err := CheckHost(t.Context(), "8.8.8.8"); err != nil {
 		t.Fatalf("CheckHost(8.8.8.8) = %v", err)
+	}
+}
+
+func TestRootCAs(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	if _, err := NewClient(Options{AllowPrivate: true}).Get(srv.URL); err == nil {
+		t.Fatal("a server signed by an unknown authority was trusted")
+	}
+	file := t.TempDir() + "/ca.pem"
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(file, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := RootCAs([]string{file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := NewClient(Options{AllowPrivate: true, RootCAs: roots}).Get(srv.URL)
+	if err != nil {
+		t.Fatalf("with the CA file: %v", err)
+	}
+	resp.Body.Close()
+	if _, err := RootCAs([]string{t.TempDir() + "/missing.pem"}); err == nil {
+		t.Fatal("a missing CA file was accepted")
+	}
+	if roots, err := RootCAs(nil); roots != nil || err != nil {
+		t.Fatalf("RootCAs(nil) = %v, %v; want the system's (nil)", roots, err)
 	}
 }

@@ -8,6 +8,7 @@ package push
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -35,6 +36,8 @@ type Options struct {
 	Logger     *slog.Logger
 	ServerName string
 	Config     config.Push
+	// RootCAs are the authorities trusted for HTTPS gateways; nil means the system's.
+	RootCAs *x509.CertPool
 }
 
 // Push is the push component.
@@ -72,7 +75,7 @@ func New(ctx context.Context, opts Options) (*Push, error) {
 	}
 	p := &Push{db: opts.DB, rooms: opts.Rooms, users: opts.Users, nf: opts.Notifier, log: opts.Logger,
 		server: opts.ServerName, cfg: opts.Config, store: store, events: events, roomsCache: map[id.RoomID]*roomMembers{}}
-	p.sender = newSender(p)
+	p.sender = newSender(p, opts.RootCAs)
 	return p, nil
 }
 

@@ -3,6 +3,7 @@ package push
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,9 +48,10 @@ type sender struct {
 	workers map[pusherID]chan struct{} // each worker's kick
 }
 
-func newSender(p *Push) *sender {
+func newSender(p *Push, roots *x509.CertPool) *sender {
 	return &sender{p: p, workers: map[pusherID]chan struct{}{},
-		client: safehttp.NewClient(safehttp.Options{AllowPrivate: p.cfg.AllowPrivateAddresses, Timeout: p.cfg.Timeout, MaxRedirects: -1})}
+		client: safehttp.NewClient(safehttp.Options{AllowPrivate: p.cfg.AllowPrivateAddresses, Timeout: p.cfg.Timeout,
+			MaxRedirects: -1, RootCAs: roots})}
 }
 
 func (s *sender) start() {

@@ -238,6 +238,25 @@ sub _build_config
 
       presence => { enabled => $true },
 
+      # SyTest's push gateway listens on plain HTTP on this host
+      push => {
+         allow_private_addresses => $true,
+         allow_http              => $true,
+         retry_initial           => "100ms",
+      },
+
+      # SyTest's own HTTPS servers (push gateway, pages) use certificates of its CA
+      outbound => { ca_files => [ $self->{paths}{ca_cert} ] },
+
+      # URL previews of pages SyTest serves itself, on this host
+      media => {
+         path        => "$hs_dir/media",
+         url_preview => {
+            enabled                 => $true,
+            allow_private_addresses => $true,
+         },
+      },
+
       log => {
          level => "debug",
          file  => "$hs_dir/lattice.log",
