@@ -7,13 +7,9 @@ import (
 	"math"
 	"testing"
 
-	"maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/latticehq/lattice/internal/notifier"
 	"github.com/latticehq/lattice/roomserver"
-	"github.com/latticehq/lattice/storage"
-	"github.com/latticehq/lattice/storage/storagetest"
 	"github.com/latticehq/lattice/storage/syncstore"
 	"github.com/latticehq/lattice/userapi"
 )
@@ -70,26 +66,5 @@ func BenchmarkMessagesPage(b *testing.B) {
 // database, all closed when the benchmark ends.
 func benchAPI(b *testing.B) (*API, *roomserver.Roomserver) {
 	b.Helper()
-	ctx := context.Background()
-	db, err := storage.Open(ctx, storagetest.DSN(b, storage.EngineSQLite), storage.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	nf := notifier.New()
-	b.Cleanup(nf.Close)
-	rs, err := roomserver.New(ctx, db, roomserver.Options{ServerName: "example.test", SigningKey: federation.GenerateSigningKey(), Notifier: nf})
-	if err != nil {
-		b.Fatal(err)
-	}
-	users, err := userapi.New(ctx, db, userapi.Options{ServerName: "example.test", Notifier: nf})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { users.Close() })
-	a, err := New(ctx, Options{DB: db, Rooms: rs, Users: users, Notifier: nf})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return a, rs
+	return pushBenchAPI(b, false)
 }

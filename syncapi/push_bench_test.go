@@ -19,7 +19,9 @@ import (
 	"github.com/latticehq/lattice/userapi"
 )
 
-// pushBenchAPI is benchAPI with the push component evaluating in the consumer, or without it.
+// pushBenchAPI starts a roomserver, a user component and the sync component on a fresh SQLite
+// database, with the push component evaluating in the consumer or without it, all closed when the
+// benchmark ends.
 func pushBenchAPI(b *testing.B, withPush bool) (*API, *roomserver.Roomserver) {
 	b.Helper()
 	ctx := context.Background()
