@@ -18,20 +18,51 @@ const maxPushRuleBody = 64 << 10
 // registerPushRuleRoutes adds the push rule routes (client-server API, "Push Rules: API";
 // pushrules.yaml). Guests may not use them: they are not on the "Guest access" list.
 func (a *API) registerPushRuleRoutes(r *mux.Router) {
-	// Clients ask for /pushrules/ (matrix-js-sdk, mautrix); the form without the slash costs
-	// nothing to accept.
-	for _, p := range []string{"/pushrules/", "/pushrules"} {
-		handle(r, p, a.authed(a.getPushRules), http.MethodGet)
-	}
-	for _, p := range []string{"/pushrules/{scope}/", "/pushrules/{scope}"} {
-		handle(r, p, a.authed(a.getPushRuleset), http.MethodGet)
-	}
+	handle(r, "/pushrules/", a.authed(a.getPushRules), http.MethodGet)
+	handle(r, "/pushrules/{scope}/", a.authed(a.getPushRuleset), http.MethodGet)
+	handle(r, "/pushrules/{scope}/{kind}/", a.authed(a.getPushRuleKind), http.MethodGet)
 	rule := "/pushrules/{scope}/{kind}/{ruleId}"
 	handle(r, rule, a.authed(a.getPushRule), http.MethodGet)
 	handle(r, rule, a.authed(a.putPushRule), http.MethodPut)
 	handle(r, rule, a.authed(a.deletePushRule), http.MethodDelete)
 	handle(r, rule+"/{attr:(?:enabled|actions)}", a.authed(a.getPushRuleAttr), http.MethodGet)
 	handle(r, rule+"/{attr:(?:enabled|actions)}", a.authed(a.putPushRuleAttr), http.MethodPut)
+	// Paths under /pushrules/ that name no ruleset, kind, rule or attribute are a client's
+	// mistake in the parameters (400), as other servers answer, rather than unknown endpoints.
+	bad := func(msg string) http.Handler {
+		return a.authed(func(w http.ResponseWriter, r *http.Request, dev *userapi.Device) error {
+			return httpapi.InvalidParam("%s", msg)
+		})
+	}
+	all := []string{http.MethodGet, http.MethodPut, http.MethodDelete}
+	handle(r, "/pushrules/", bad("A push rule path needs a scope, a kind and a rule ID"), http.MethodPut, http.MethodDelete)
+	handle(r, "/pushrules/{scope}", bad("A push rule path needs a kind after the scope (or a trailing slash for the ruleset)"), all...)
+	handle(r, "/pushrules/{scope}/", bad("A push rule path needs a kind and a rule ID"), http.MethodPut, http.MethodDelete)
+	handle(r, "/pushrules/{scope}/{kind}", bad("A push rule path needs a rule ID after the kind (or a trailing slash for its rules)"), all...)
+	handle(r, "/pushrules/{scope}/{kind}/", bad("The rule ID must not be empty"), http.MethodPut, http.MethodDelete)
+	handle(r, rule+"/{attr}", bad("Unknown push rule attribute: enabled or actions"), http.MethodGet, http.MethodPut)
+}
+
+// getPushRuleKind answers GET /pushrules/global/{kind}/: the rules of one kind.
+func (a *API) getPushRuleKind(w http.ResponseWriter, r *http.Request, dev *userapi.Device) error {
+	vars := httpapi.Vars(r)
+	if err := pushScope(vars); err != nil {
+		return err
+	}
+	kind := userapi.PushRuleKind(vars["kind"])
+	if !kind.Valid() {
+		return httpapi.InvalidParam("Unknown push rule kind %q: one of override, underride, sender, room, content", vars["kind"])
+	}
+	rs, err := a.users.PushRules(r.Context(), dev.UserID)
+	if err != nil {
+		return err
+	}
+	rules := rs.Rules(kind)
+	if rules == nil {
+		rules = []userapi.PushRule{}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, rules)
+	return nil
 }
 
 // getPushRules answers GET /pushrules/: every ruleset, of which global is the only one.
@@ -168,8 +199,9 @@ func (a *API) putPushRule(w http.ResponseWriter, r *http.Request, dev *userapi.D
 }
 
 // validNewRuleID checks the rule ID of a PUT: not reserved for server-default rules ('.'), no
-// slash or backslash (pushrules.yaml), and for room and sender rules the room or user they are
-// about ("Push Rules").
+// slash or backslash (pushrules.yaml), and for sender rules the user they are about ("Push
+// Rules"). Room rules are taken as given (clients have used aliases); one whose ID is no room's
+// matches nothing.
 func validNewRuleID(kind userapi.PushRuleKind, ruleID string) error {
 	switch {
 	case strings.HasPrefix(ruleID, "."):
@@ -178,8 +210,6 @@ func validNewRuleID(kind userapi.PushRuleKind, ruleID string) error {
 		return httpapi.InvalidParam("Rule IDs cannot contain '/' or '\\'")
 	case !validPathString(ruleID):
 		return httpapi.InvalidParam("Rule IDs are at most %d bytes of UTF-8 text", maxIDLength)
-	case kind == userapi.PushRoom && !validRoomID(ruleID):
-		return httpapi.InvalidParam("The rule ID of a room rule is the ID of its room")
 	case kind == userapi.PushSender && !validUserID(ruleID):
 		return httpapi.InvalidParam("The rule ID of a sender rule is the ID of its user")
 	}

@@ -504,9 +504,9 @@ func TestPushersAPI(t *testing.T) {
 		"long app_id": {map[string]any{"kind": nil, "app_id": fmt.Sprintf("%065d", 0), "pushkey": "k"}, "M_INVALID_PARAM"},
 		"bad format": {func() map[string]any {
 			p := httpPusher("k", url)
-			p["data"] = map[string]any{"url": url, "format": "full"}
+			p["data"] = map[string]any{"url": url, "format": 5}
 			return p
-		}(), "M_INVALID_PARAM"},
+		}(), "M_BAD_JSON"},
 		"data not dict":  {func() map[string]any { p := httpPusher("k", url); p["data"] = "x"; return p }(), "M_BAD_JSON"},
 		"kind not a str": {map[string]any{"kind": 5, "app_id": "a", "pushkey": "k"}, "M_BAD_JSON"},
 	} {

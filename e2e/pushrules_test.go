@@ -71,20 +71,32 @@ func TestPushRulesDefault(t *testing.T) {
 	if got := ruleIDsOf(t, global, "underride"); !reflect.DeepEqual(got, defaultUnderride) {
 		t.Errorf("underride rules %v", got)
 	}
-	// The same ruleset at /pushrules/global/, with or without the slash, and under r0.
-	for _, u := range []string{s.URL + "/_matrix/client/v3/pushrules/global/", s.URL + "/_matrix/client/v3/pushrules/global",
-		s.URL + "/_matrix/client/r0/pushrules/global/", s.URL + "/_matrix/client/v3/pushrules"} {
+	// The same ruleset at /pushrules/global/, also under r0; each kind at /pushrules/global/{kind}/.
+	for _, u := range []string{s.URL + "/_matrix/client/v3/pushrules/global/", s.URL + "/_matrix/client/r0/pushrules/global/"} {
 		status, _, body := do(t, "GET", u, nil, bearer(alice)...)
-		if strings.HasSuffix(u, "/pushrules") {
-			var again struct {
-				Global json.RawMessage `json:"global"`
-			}
-			if json.Unmarshal(body, &again) != nil {
-				t.Fatalf("GET %s: %s", u, body)
-			}
-			body = again.Global
-		}
 		wantOK(t, status, body, string(global))
+	}
+	status, _, body = do(t, "GET", s.URL+"/_matrix/client/v3/pushrules/global/underride/", nil, bearer(alice)...)
+	var rules []struct {
+		RuleID string `json:"rule_id"`
+	}
+	if status != 200 || json.Unmarshal(body, &rules) != nil || len(rules) != len(defaultUnderride) || rules[0].RuleID != defaultUnderride[0] {
+		t.Fatalf("GET /pushrules/global/underride/: %d %s", status, body)
+	}
+	// Paths that name no ruleset, kind or rule: 404 without the slash the spec has, 400 for
+	// incomplete rule paths, as other servers answer.
+	for path, want := range map[string]int{"": 404, "/global": 400, "/global/room": 400, "/not_a_scope/": 400,
+		"/global/not_a_kind/": 400, "/global/override/.m.rule.master/not_an_attr": 400} {
+		status, _, body := do(t, "GET", s.URL+"/_matrix/client/v3/pushrules"+path, nil, bearer(alice)...)
+		if status != want || !json.Valid(body) {
+			t.Errorf("GET /pushrules%s: %d %s, want %d", path, status, body, want)
+		}
+	}
+	for _, path := range []string{"/", "/global", "/global/room", "/global/room/"} {
+		status, _, body := do(t, "PUT", s.URL+"/_matrix/client/v3/pushrules"+path, []byte(`{"actions":["notify"]}`), bearer(alice)...)
+		if status != 400 || !json.Valid(body) {
+			t.Errorf("PUT /pushrules%s: %d %s, want 400", path, status, body)
+		}
 	}
 
 	// The user-specific rules name the user.
@@ -286,11 +298,18 @@ func TestPushRulesErrors(t *testing.T) {
 		method, path string
 		status       int
 	}{
-		{"GET", "/global/override/", 404}, {"GET", "/global/override/mine/other", 404},
-		{"POST", "/global/override/mine", 405}, {"DELETE", "/global/override/mine/enabled", 405}, {"PUT", "/global/", 405},
+		{"POST", "/global/override/mine", 405}, {"DELETE", "/global/override/mine/enabled", 405},
+		{"GET", "/global/override/mine/enabled/more", 404},
 	} {
 		status, _, body := do(t, tc.method, s.URL+"/_matrix/client/v3/pushrules"+tc.path, nil, bearer(alice)...)
 		wantError(t, status, body, tc.status, "M_UNRECOGNIZED")
+	}
+	// Incomplete rule paths and unknown attributes are bad parameters.
+	for _, tc := range []struct{ method, path string }{
+		{"GET", "/global/override/mine/other"}, {"PUT", "/global/"}, {"PUT", "/global/override/"}, {"GET", "/global/override"},
+	} {
+		status, _, body := do(t, tc.method, s.URL+"/_matrix/client/v3/pushrules"+tc.path, []byte(okRule), bearer(alice)...)
+		wantError(t, status, body, 400, "M_INVALID_PARAM")
 	}
 
 	// Unknown rules.
@@ -304,11 +323,11 @@ func TestPushRulesErrors(t *testing.T) {
 		}
 	}
 
-	// Rule IDs a PUT may not use.
+	// Rule IDs a PUT may not use. Room rules take any ID (clients have used aliases); one that
+	// is no room's ID matches nothing.
 	for _, tc := range []struct{ kind, id string }{
 		{"override", ".m.rule.master"}, {"override", ".mine"}, {"content", ".m.rule.contains_user_name"},
 		{"override", "a/b"}, {"override", `a\b`}, {"override", strings.Repeat("r", 256)},
-		{"room", "room"}, {"room", "#alias:localhost"}, {"room", "@alice:localhost"}, {"room", "!r:bad_server"},
 		{"sender", "alice"}, {"sender", "!r:localhost"}, {"sender", "@alice:"},
 	} {
 		status, body := put(tc.kind, tc.id, "", `{"actions":[],"conditions":[],"pattern":"p"}`)

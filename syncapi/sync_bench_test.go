@@ -18,7 +18,7 @@ import (
 // members), target under 2 s; "incremental" after one room changed, target under 20 ms.
 func BenchmarkSync500Rooms(b *testing.B) {
 	ctx := context.Background()
-	a, rs := benchAPI(b)
+	a, rs := pushBenchAPI(b, true) // with unread counts: every room holds 30 notifications for alice
 	alice := id.UserID("@alice:example.test")
 	var rooms []id.RoomID
 	for r := range 500 {

@@ -11,6 +11,13 @@ import (
 	"github.com/latticehq/lattice/storage"
 )
 
+// StreamPushers is the stream that moves when a pusher is set or deleted; PushersKey is woken
+// with it, for the push sender.
+const (
+	StreamPushers = "pushers"
+	PushersKey    = "pushers"
+)
+
 // Pusher is one of a user's pushers (client-server API, "Push Notifications", GET /pushers):
 // where and how the push sender delivers the user's notifications.
 type Pusher struct {
@@ -99,14 +106,19 @@ func (u *Users) SetPusher(ctx context.Context, p Pusher, appendPusher bool) erro
 	if p.Data == nil {
 		p.Data = json.RawMessage("{}")
 	}
+	var pos int64
 	err := u.db.WithTx(ctx, func(tx *storage.Tx) error {
+		var err error
+		if pos, err = tx.NextStreamPosition(ctx, StreamPushers); err != nil {
+			return err
+		}
 		if !appendPusher {
 			if _, err := tx.Exec(ctx, `DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3`,
 				p.AppID, p.PushKey, p.UserID); err != nil {
 				return err
 			}
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO pushers (`+pusherColumns+`)
+		_, err = tx.Exec(ctx, `INSERT INTO pushers (`+pusherColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
 			ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET kind = excluded.kind,
 				app_display_name = excluded.app_display_name, device_display_name = excluded.device_display_name,
@@ -119,17 +131,24 @@ func (u *Users) SetPusher(ctx context.Context, p Pusher, appendPusher bool) erro
 	if err != nil {
 		return fmt.Errorf("userapi: set pusher of %s: %w", p.UserID, err)
 	}
+	u.notify(StreamPushers, pos, PushersKey)
 	return nil
 }
 
 // DeletePusher deletes the user's pusher with the app ID and pushkey, if there is one.
 func (u *Users) DeletePusher(ctx context.Context, userID id.UserID, appID, pushKey string) error {
+	var pos int64
 	err := u.db.WithTx(ctx, func(tx *storage.Tx) error {
-		_, err := tx.Exec(ctx, `DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3`, userID, appID, pushKey)
+		var err error
+		if pos, err = tx.NextStreamPosition(ctx, StreamPushers); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3`, userID, appID, pushKey)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("userapi: delete pusher of %s: %w", userID, err)
 	}
+	u.notify(StreamPushers, pos, PushersKey)
 	return nil
 }

@@ -6,6 +6,7 @@ package syncstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -487,6 +488,42 @@ func (s *Store) RoomMembers(ctx context.Context, q storage.Querier, roomID strin
 			return nil, fmt.Errorf("members of %s: %w", roomID, err)
 		}
 		out[user] = m
+	}
+	return out, rows.Err()
+}
+
+// MembersAmong returns those of users who have had any membership of any of rooms.
+func (s *Store) MembersAmong(ctx context.Context, q storage.Querier, rooms, users []string) ([]string, error) {
+	if len(rooms) == 0 || len(users) == 0 {
+		return nil, nil
+	}
+	rj, err := json.Marshal(rooms)
+	if err != nil {
+		return nil, err
+	}
+	uj, err := json.Marshal(users)
+	if err != nil {
+		return nil, err
+	}
+	list := func(n string) string {
+		if q.Engine() == storage.EnginePostgres {
+			return `(SELECT jsonb_array_elements_text(` + n + `::jsonb))`
+		}
+		return `(SELECT value FROM json_each(` + n + `))`
+	}
+	rows, err := q.Query(ctx, `SELECT DISTINCT user_id FROM sync_memberships WHERE room_id IN `+list("$1")+` AND user_id IN `+list("$2"),
+		string(rj), string(uj))
+	if err != nil {
+		return nil, fmt.Errorf("members among %d users: %w", len(users), err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
 	}
 	return out, rows.Err()
 }

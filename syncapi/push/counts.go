@@ -9,6 +9,7 @@ import (
 	"github.com/latticehq/lattice/storage"
 	"github.com/latticehq/lattice/storage/pushstore"
 	"github.com/latticehq/lattice/storage/receiptstore"
+	"github.com/latticehq/lattice/storage/syncstore"
 	"github.com/latticehq/lattice/syncapi/synctypes"
 )
 
@@ -48,9 +49,19 @@ func (p *Push) Fill(ctx context.Context, req *synctypes.Request, resp *synctypes
 	if len(resp.Rooms.Join) == 0 {
 		return nil
 	}
-	rooms := make([]string, 0, len(resp.Rooms.Join))
+	var want []string
 	for r := range resp.Rooms.Join {
-		rooms = append(rooms, string(r))
+		want = append(want, string(r))
+	}
+	joined, err := p.joinedRooms(ctx, req.User, want...)
+	if err != nil {
+		return err
+	}
+	rooms := make(map[string]int64, len(resp.Rooms.Join))
+	for r := range resp.Rooms.Join {
+		if start, ok := joined[string(r)]; ok {
+			rooms[string(r)] = start
+		}
 	}
 	counts, err := p.store.Unread(ctx, string(req.User), rooms)
 	if err != nil {
@@ -72,4 +83,57 @@ func (p *Push) Fill(ctx context.Context, req *synctypes.Request, resp *synctypes
 		jr.UnreadNotifications = total
 	}
 	return nil
+}
+
+// joinedRooms returns the rooms the user is joined to now, each with the position of the join
+// that began the current membership: the user's notifications of the room come after it.
+// Given a few rooms, it reads only those (an incremental sync); otherwise every room at once.
+func (p *Push) joinedRooms(ctx context.Context, user id.UserID, only ...string) (map[string]int64, error) {
+	var hist map[string][]syncstore.Membership
+	if len(only) > 0 && len(only) <= 20 {
+		hist = make(map[string][]syncstore.Membership, len(only))
+		for _, room := range only {
+			h, err := p.events.Memberships(ctx, p.db, room, string(user))
+			if err != nil {
+				return nil, err
+			}
+			hist[room] = h
+		}
+	} else {
+		var err error
+		if hist, err = p.events.UserMemberships(ctx, p.db, string(user)); err != nil {
+			return nil, err
+		}
+	}
+	out := make(map[string]int64, len(hist))
+	for room, h := range hist {
+		i := len(h) - 1
+		if i < 0 || h[i].Membership != "join" {
+			continue
+		}
+		for i > 0 && h[i-1].Membership == "join" { // profile changes keep the membership
+			i--
+		}
+		out[room] = h[i].Pos
+	}
+	return out, nil
+}
+
+// unreadTotal is the number of the user's unread notifications in every joined room.
+func (p *Push) unreadTotal(ctx context.Context, user id.UserID) (int, error) {
+	rooms, err := p.joinedRooms(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	counts, err := p.store.Unread(ctx, string(user), rooms)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, threads := range counts {
+		for _, c := range threads {
+			n += c.Notifications
+		}
+	}
+	return n, nil
 }

@@ -84,78 +84,98 @@ func (p *Push) Process(ctx context.Context, tx *storage.Tx, oe roomserver.Output
 		if err != nil {
 			return err
 		}
-		if err := p.store.MarkRead(ctx, tx, string(sender), string(room), t, oe.Pos-1); err != nil {
+		if err := p.store.MarkRead(ctx, tx, string(sender), string(room), t, oe.Pos); err != nil {
 			return err
 		}
 	}
 	if len(candidates) == 0 {
 		return nil
 	}
-	groups, err := p.evaluate(ctx, oe, clientJSON, candidates, target, memberCount)
-	if err != nil || len(groups) == 0 {
+	res, err := p.evaluate(ctx, oe, clientJSON, candidates, target, memberCount)
+	if err != nil || (res.generic == nil && len(res.groups) == 0) {
 		return err
 	}
 	t, err := threadOf()
 	if err != nil {
 		return err
 	}
-	now := p.now()
-	for _, g := range groups {
-		if err := p.store.Insert(ctx, tx, pushstore.Batch{Users: g.users, EventPos: oe.Pos, RoomID: string(room),
-			EventID: string(ev.EventID()), ThreadID: t, Highlight: g.highlight, Actions: g.actions, TS: now}); err != nil {
+	e := pushstore.Event{EventPos: oe.Pos, RoomID: string(room), EventID: string(ev.EventID()), ThreadID: t,
+		Sender: string(sender), TS: p.now()}
+	if res.generic != nil {
+		ge := e
+		ge.Highlight, ge.Actions = res.generic.highlight, res.generic.actions
+		if err := p.store.InsertEvent(ctx, tx, ge); err != nil {
+			return err
+		}
+	}
+	for _, g := range res.groups {
+		b := pushstore.Batch{Event: e, Users: g.users, Notify: g.notify}
+		b.Highlight, b.Actions = g.highlight, g.actions
+		if err := p.store.Insert(ctx, tx, b); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// group is the users one event notifies with the same actions.
+// group is the users whose outcome of one event is the same: notified with actions, or (notify
+// false) not notified although the default outcome is.
 type group struct {
+	notify    bool
 	highlight bool
 	actions   json.RawMessage
 	users     []string
 }
 
-// evaluate returns who the event notifies, grouped by actions. Members with the default rules
-// share one evaluation unless the event mentions or targets them; the others evaluate their own
-// rules.
+// decision is who an event notifies: generic, when it is not nil, is the outcome of every local
+// member with the default rules whom the event neither mentions nor targets (stored once for the
+// event); groups are the members whose own outcome differs from it.
+type decision struct {
+	generic *group
+	groups  []*group
+}
+
+// evaluate decides who the event notifies. Members with the default rules share one evaluation
+// unless the event mentions or targets them; the others evaluate their own rules, and only
+// those whose outcome differs from the shared one are recorded one by one.
 func (p *Push) evaluate(ctx context.Context, oe roomserver.OutputEvent, clientJSON []byte, candidates []id.UserID,
-	target id.UserID, memberCount int) ([]*group, error) {
+	target id.UserID, memberCount int) (decision, error) {
+	var res decision
 	pe, err := userapi.NewPushEvent(clientJSON)
 	if err != nil {
-		return nil, nil // not an event the rules can read: nobody is notified
+		return res, nil // not an event the rules can read: nobody is notified
 	}
 	custom, err := p.users.CustomPushRules(ctx, candidates)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	mentioned := mentionedUsers(oe.Event.Content())
 	pc := &userapi.PushContext{MemberCount: memberCount}
 	if err := p.fillPowerLevels(ctx, oe, custom, pc); err != nil {
-		return nil, err
+		return res, err
 	}
 
-	// The members with the default rules whom the event neither mentions nor targets all get
-	// the outcome of one evaluation. When it does not notify (membership changes, reactions,
-	// edits, notices...), only the others need looking at: a join storm costs a map lookup per
-	// member and join, not a rule evaluation.
-	genericRules := userapi.DefaultPushRules(genericUser)
-	generic := genericRules.Evaluate(pe, pc)
-	genericNotifies := generic != nil && userapi.OutcomeOf(generic.Actions).Notify
-	users := candidates
-	if !genericNotifies {
-		users = users[:0:0]
-		for _, u := range candidates {
-			if _, ok := custom[u]; ok || mentioned[u] || u == target {
-				users = append(users, u)
-			}
+	groupOf := func(rule *userapi.PushRule) (*group, error) {
+		if rule == nil {
+			return nil, nil
 		}
+		o := userapi.OutcomeOf(rule.Actions)
+		if !o.Notify {
+			return nil, nil
+		}
+		actions, err := json.Marshal(rule.Actions)
+		if err != nil {
+			return nil, err
+		}
+		return &group{notify: true, highlight: o.Highlight, actions: actions}, nil
+	}
+	genericRules := userapi.DefaultPushRules(genericUser)
+	if res.generic, err = groupOf(genericRules.Evaluate(pe, pc)); err != nil {
+		return res, err
 	}
 
 	byKey := map[string]*group{}
-	byRule := map[*userapi.PushRule]*group{} // nil for a rule that does not notify
-	var out []*group
-	for _, u := range users {
+	for _, u := range candidates {
 		var rule *userapi.PushRule
 		switch rs, ok := custom[u]; {
 		case ok:
@@ -163,7 +183,7 @@ func (p *Push) evaluate(ctx context.Context, oe roomserver.OutputEvent, clientJS
 			if needsDisplayName(rs) {
 				c := *pc
 				if c.DisplayName, err = p.displayName(ctx, oe.Event.RoomID(), u); err != nil {
-					return nil, err
+					return res, err
 				}
 				upc = &c
 			}
@@ -172,33 +192,30 @@ func (p *Push) evaluate(ctx context.Context, oe roomserver.OutputEvent, clientJS
 			rs := userapi.DefaultPushRules(u)
 			rule = rs.Evaluate(pe, pc)
 		default:
-			rule = generic
+			continue // the generic outcome
 		}
-		if rule == nil {
+		g, err := groupOf(rule)
+		if err != nil {
+			return res, err
+		}
+		switch {
+		case g == nil && res.generic == nil:
+			continue
+		case g == nil:
+			g = &group{notify: false, actions: json.RawMessage("[]")}
+		case res.generic != nil && g.highlight == res.generic.highlight && string(g.actions) == string(res.generic.actions):
 			continue
 		}
-		g, seen := byRule[rule]
-		if !seen {
-			// Rules of different users with the same actions share a group.
-			if outcome := userapi.OutcomeOf(rule.Actions); outcome.Notify {
-				actions, err := json.Marshal(rule.Actions)
-				if err != nil {
-					return nil, err
-				}
-				key := fmt.Sprint(outcome.Highlight, string(actions))
-				if g = byKey[key]; g == nil {
-					g = &group{highlight: outcome.Highlight, actions: actions}
-					byKey[key] = g
-					out = append(out, g)
-				}
-			}
-			byRule[rule] = g
+		key := fmt.Sprint(g.notify, g.highlight, string(g.actions))
+		if have := byKey[key]; have != nil {
+			g = have
+		} else {
+			byKey[key] = g
+			res.groups = append(res.groups, g)
 		}
-		if g != nil {
-			g.users = append(g.users, string(u))
-		}
+		g.users = append(g.users, string(u))
 	}
-	return out, nil
+	return res, nil
 }
 
 // mentionedUsers reads content["m.mentions"].user_ids (client-server API, "User and room

@@ -58,7 +58,11 @@ func (p *Push) notifications(w http.ResponseWriter, r *http.Request, dev *userap
 		Notifications []notificationEntry `json:"notifications"`
 	}{Notifications: []notificationEntry{}}
 	if limit > 0 {
-		ns, err := p.store.List(r.Context(), string(dev.UserID), from, limit+1, onlyHighlight)
+		rooms, err := p.joinedRooms(r.Context(), dev.UserID)
+		if err != nil {
+			return err
+		}
+		ns, err := p.store.List(r.Context(), string(dev.UserID), rooms, from, limit+1, onlyHighlight)
 		if err != nil {
 			return err
 		}

@@ -73,11 +73,40 @@ func (s *sender) stop() {
 }
 
 // follow starts a worker for every pusher (each resumes from its cursor), then wakes the
-// pushers of the users each new batch of timeline events notified.
+// pushers of the users whom each new batch of timeline events notified, and starts the workers
+// of pushers as they are set.
 func (s *sender) follow() {
 	ctx := s.ctx
 	var seen int64
 	started := false
+	var pusherUsers []string
+	loadPushers := func(ctx context.Context) error {
+		all, err := s.p.users.AllPushers(ctx)
+		if err != nil {
+			return err
+		}
+		users := map[string]bool{}
+		for _, pu := range all {
+			s.kick(pusherID{pu.UserID, pu.AppID, pu.PushKey})
+			users[string(pu.UserID)] = true
+		}
+		list := make([]string, 0, len(users))
+		for u := range users {
+			list = append(list, u)
+		}
+		s.mu.Lock()
+		pusherUsers = list
+		s.mu.Unlock()
+		return nil
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.p.nf.Follow(ctx, s.p.log, userapi.StreamPushers, userapi.PushersKey, func(ctx context.Context) (int64, bool, error) {
+			pos := s.p.nf.Latest(userapi.StreamPushers)
+			return pos, false, loadPushers(ctx)
+		})
+	}()
 	s.p.nf.Follow(ctx, s.p.log, synctypes.StreamTimeline, synctypes.TimelineKey, func(ctx context.Context) (int64, bool, error) {
 		timeline := s.p.nf.Latest(synctypes.StreamTimeline)
 		if !started {
@@ -85,21 +114,23 @@ func (s *sender) follow() {
 			if err != nil {
 				return 0, false, err
 			}
-			all, err := s.p.users.AllPushers(ctx)
-			if err != nil {
-				return 0, false, err
-			}
-			for _, pu := range all {
-				s.kick(pusherID{pu.UserID, pu.AppID, pu.PushKey})
-			}
 			seen, started = latest, true
-			return timeline, false, nil
+			return timeline, false, loadPushers(ctx)
 		}
-		users, reached, err := s.p.store.UsersAfter(ctx, seen)
+		rooms, users, reached, err := s.p.store.NotifiedSince(ctx, seen)
 		if err != nil {
 			return 0, false, err
 		}
-		for _, u := range users {
+		s.mu.Lock()
+		candidates := pusherUsers
+		s.mu.Unlock()
+		// Members (present or past: a kick only makes a worker look) with pushers of the rooms
+		// whose events notified members with the default rules.
+		members, err := s.p.events.MembersAmong(ctx, s.p.db, rooms, candidates)
+		if err != nil {
+			return 0, false, err
+		}
+		for _, u := range append(users, members...) {
 			ps, err := s.p.users.Pushers(ctx, id.UserID(u))
 			if err != nil {
 				return 0, false, err
@@ -204,11 +235,21 @@ func (w *worker) deliverPending(ctx context.Context) deliveryResult {
 		}
 		return deliveryResult{gone: true}
 	}
-	cursor, _, err := p.store.Cursor(ctx, string(w.id.user), w.id.appID, w.id.pushKey)
+	cursor, ok, err := p.store.Cursor(ctx, string(w.id.user), w.id.appID, w.id.pushKey)
 	if err != nil {
 		return w.backoff(err)
 	}
-	ns, err := p.store.After(ctx, string(w.id.user), cursor, pusher.CreatedTS, deliveryBatch)
+	if !ok {
+		// A new pusher starts with what comes after it was set.
+		if cursor, err = p.store.PosBefore(ctx, string(w.id.user), pusher.CreatedTS); err != nil {
+			return w.backoff(err)
+		}
+	}
+	rooms, err := p.joinedRooms(ctx, w.id.user)
+	if err != nil {
+		return w.backoff(err)
+	}
+	ns, err := p.store.After(ctx, string(w.id.user), rooms, cursor, pusher.CreatedTS, deliveryBatch)
 	if err != nil {
 		return w.backoff(err)
 	}
@@ -274,7 +315,9 @@ type notifyRequest struct {
 }
 
 type notification struct {
-	EventID           string          `json:"event_id,omitempty"`
+	EventID string `json:"event_id,omitempty"`
+	// ID repeats EventID under the name push gateways written before the spec named it.
+	ID                string          `json:"id,omitempty"`
 	RoomID            string          `json:"room_id,omitempty"`
 	Type              string          `json:"type,omitempty"`
 	Sender            string          `json:"sender,omitempty"`
@@ -354,7 +397,7 @@ func (s *sender) notifyBody(ctx context.Context, pu *userapi.Pusher, n pushstore
 	var data map[string]json.RawMessage
 	json.Unmarshal(pu.Data, &data)
 	delete(data, "url") // "minus the url key"
-	unread, err := p.store.UnreadTotal(ctx, string(pu.UserID))
+	unread, err := p.unreadTotal(ctx, pu.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +405,7 @@ func (s *sender) notifyBody(ctx context.Context, pu *userapi.Pusher, n pushstore
 	if unread > 0 {
 		counts["unread"] = unread
 	}
-	note := notification{EventID: n.EventID, RoomID: n.RoomID, Prio: prio, Counts: counts,
+	note := notification{EventID: n.EventID, ID: n.EventID, RoomID: n.RoomID, Prio: prio, Counts: counts,
 		Devices: []device{{AppID: pu.AppID, PushKey: pu.PushKey, PushKeyTS: pu.PushKeyTS / 1000, Data: data, Tweaks: tweaks}}}
 	if pu.ParsedData().Format != "event_id_only" {
 		if err := s.describe(ctx, pu.UserID, n, &note); err != nil {
