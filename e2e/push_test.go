@@ -576,3 +576,84 @@ func TestPushersAPI(t *testing.T) {
 		t.Fatalf("pusher survived its device's logout: %s", body)
 	}
 }
+
+// TestPushCustomRules: members with their own rules get their own outcome (a muted room, a
+// keyword that highlights) while the others share the default one.
+func TestPushCustomRules(t *testing.T) {
+	s := Start(t)
+	alice, bob, carol, room := pushRoom(t, s)
+	dave := s.NewUser(t, "dave")
+	if _, err := dave.JoinRoomByID(ctx(t), room); err != nil {
+		t.Fatal(err)
+	}
+	put := func(c *mautrix.Client, kind, ruleID, body string) {
+		t.Helper()
+		status, _, resp := do(t, "PUT", pushURL(s, "global", kind, ruleID), []byte(body), bearer(c)...)
+		if status != 200 {
+			t.Fatalf("PUT %s rule: %d %s", kind, status, resp)
+		}
+	}
+	put(bob, "room", string(room), `{"actions":[]}`)
+	put(carol, "content", "pizza", `{"pattern":"pizza","actions":["notify",{"set_tweak":"highlight"}]}`)
+
+	ev := sendText(t, alice, room, "pizza time")
+	counts := func(c *mautrix.Client) [2]int {
+		body, _ := syncRaw(t, s, c, "", "")
+		n, h, _ := unreadIn(t, body, room)
+		return [2]int{n, h}
+	}
+	if got := counts(bob); got != [2]int{0, 0} {
+		t.Errorf("bob muted the room but has %v", got)
+	}
+	if got := counts(carol); got != [2]int{1, 1} {
+		t.Errorf("carol's keyword: %v, want 1 highlighted", got)
+	}
+	if got := counts(dave); got != [2]int{1, 0} {
+		t.Errorf("dave with the default rules: %v, want 1", got)
+	}
+	if got := counts(alice); got != [2]int{0, 0} {
+		t.Errorf("the sender: %v", got)
+	}
+	list := func(c *mautrix.Client) []string {
+		_, _, body := do(t, "GET", clientURL(s, "notifications"), nil, bearer(c)...)
+		var ns struct {
+			Notifications []struct {
+				Event struct {
+					EventID string `json:"event_id"`
+				} `json:"event"`
+				Actions json.RawMessage `json:"actions"`
+			} `json:"notifications"`
+		}
+		json.Unmarshal(body, &ns)
+		var out []string
+		for _, n := range ns.Notifications {
+			out = append(out, n.Event.EventID+" "+string(n.Actions))
+		}
+		return out
+	}
+	if got := list(bob); len(got) != 0 {
+		t.Errorf("bob's notifications: %v", got)
+	}
+	if got := list(carol); len(got) != 1 || got[0] != string(ev)+` ["notify",{"set_tweak":"highlight"}]` {
+		t.Errorf("carol's notifications: %v", got)
+	}
+	if got := list(dave); len(got) != 1 || got[0] != string(ev)+` ["notify"]` {
+		t.Errorf("dave's notifications: %v", got)
+	}
+
+	// Bob unmutes: the next message counts for him again; dave leaves and counts nothing more.
+	status, _, body := do(t, "DELETE", pushURL(s, "global", "room", string(room)), nil, bearer(bob)...)
+	if status != 200 {
+		t.Fatalf("delete rule: %d %s", status, body)
+	}
+	if _, err := dave.LeaveRoom(ctx(t), room); err != nil {
+		t.Fatal(err)
+	}
+	sendText(t, alice, room, "again")
+	if got := counts(bob); got != [2]int{1, 0} {
+		t.Errorf("bob after unmuting: %v, want 1", got)
+	}
+	if got := list(dave); len(got) != 0 {
+		t.Errorf("dave after leaving lists %v (notifications of rooms left are not listed)", got)
+	}
+}
