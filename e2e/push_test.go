@@ -595,6 +595,14 @@ func TestPushCustomRules(t *testing.T) {
 	}
 	put(bob, "room", string(room), `{"actions":[]}`)
 	put(carol, "content", "pizza", `{"pattern":"pizza","actions":["notify",{"set_tweak":"highlight"}]}`)
+	// erin ignores alice: none of alice's messages notify her.
+	erin := s.NewUser(t, "erin")
+	if _, err := erin.JoinRoomByID(ctx(t), room); err != nil {
+		t.Fatal(err)
+	}
+	if err := erin.SetAccountData(ctx(t), "m.ignored_user_list", map[string]any{"ignored_users": map[string]any{string(alice.UserID): map[string]any{}}}); err != nil {
+		t.Fatal(err)
+	}
 
 	ev := sendText(t, alice, room, "pizza time")
 	counts := func(c *mautrix.Client) [2]int {
@@ -613,6 +621,9 @@ func TestPushCustomRules(t *testing.T) {
 	}
 	if got := counts(alice); got != [2]int{0, 0} {
 		t.Errorf("the sender: %v", got)
+	}
+	if got := counts(erin); got != [2]int{0, 0} {
+		t.Errorf("erin ignores alice but has %v", got)
 	}
 	list := func(c *mautrix.Client) []string {
 		_, _, body := do(t, "GET", clientURL(s, "notifications"), nil, bearer(c)...)

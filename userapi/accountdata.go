@@ -35,6 +35,9 @@ func (u *Users) SetAccountData(ctx context.Context, userID id.UserID, roomID id.
 	if err != nil {
 		return fmt.Errorf("userapi: set account data %s of %s: %w", typ, userID, err)
 	}
+	if roomID == "" && typ == IgnoredUserListType {
+		u.ignores.set(userID, content)
+	}
 	u.notify(StreamAccountData, pos, UserKey(userID))
 	return nil
 }

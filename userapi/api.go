@@ -242,6 +242,10 @@ type API interface {
 	// room's local members, so it answers from memory.
 	CustomPushRules(ctx context.Context, users []id.UserID) (map[id.UserID]*PushRuleset, error)
 
+	// IgnoredBy returns the local users whose m.ignored_user_list names sender (ignores.go);
+	// it is asked for every new event, so it answers from memory.
+	IgnoredBy(ctx context.Context, sender id.UserID) (map[id.UserID]bool, error)
+
 	// Pushers returns the user's pushers (pushers.go).
 	Pushers(ctx context.Context, userID id.UserID) ([]Pusher, error)
 	// AllPushers returns every pusher of every user, for the push sender's start.

@@ -46,6 +46,7 @@ type Users struct {
 	cache     *tokenCache
 	seen      *seenRecorder
 	pushRules *pushRulesCache // who has custom push rules, and their rulesets (pushrules_custom.go)
+	ignores   *ignoreIndex    // who ignores whom (ignores.go)
 
 	dummyOnce sync.Once
 	dummyHash []byte // compared against for unknown users, so timing does not reveal them
@@ -89,8 +90,12 @@ func New(ctx context.Context, db *storage.DB, opts Options) (*Users, error) {
 	if err != nil {
 		return nil, fmt.Errorf("userapi: %w", err)
 	}
+	ignores, err := loadIgnores(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("userapi: %w", err)
+	}
 	u := &Users{db: db, opts: opts, log: opts.Logger, now: time.Now, cache: newTokenCache(defaultCacheSize),
-		pushRules: pushRules}
+		pushRules: pushRules, ignores: ignores}
 	u.seen = newSeenRecorder(u)
 	return u, nil
 }

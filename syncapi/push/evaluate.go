@@ -150,6 +150,14 @@ func (p *Push) evaluate(ctx context.Context, oe roomserver.OutputEvent, clientJS
 		return res, err
 	}
 	mentioned := mentionedUsers(oe.Event.Content())
+	// Those who ignore the sender get none of their events but state ("Ignoring Users"), and no
+	// invites from them.
+	var ignoring map[id.UserID]bool
+	if oe.Event.StateKey() == nil || oe.Event.Type() == "m.room.member" {
+		if ignoring, err = p.users.IgnoredBy(ctx, oe.Event.Sender()); err != nil {
+			return res, err
+		}
+	}
 	pc := &userapi.PushContext{MemberCount: memberCount}
 	if err := p.fillPowerLevels(ctx, oe, custom, pc); err != nil {
 		return res, err
@@ -178,6 +186,8 @@ func (p *Push) evaluate(ctx context.Context, oe roomserver.OutputEvent, clientJS
 	for _, u := range candidates {
 		var rule *userapi.PushRule
 		switch rs, ok := custom[u]; {
+		case ignoring[u] && (oe.Event.StateKey() == nil || u == target):
+			// no notification
 		case ok:
 			upc := pc
 			if needsDisplayName(rs) {
