@@ -40,6 +40,7 @@ type gatewayNotification struct {
 	RoomName     string          `json:"room_name"`
 	SenderName   string          `json:"sender_display_name"`
 	UserIsTarget bool            `json:"user_is_target"`
+	Membership   string          `json:"membership"`
 	Counts       map[string]int  `json:"counts"`
 	Devices      []struct {
 		AppID     string                     `json:"app_id"`
@@ -424,7 +425,7 @@ func TestPushEventIDOnlyAndInvites(t *testing.T) {
 		return out
 	}
 	waitFor(t, "the invite's notification", func() bool { return len(invites()) > 0 })
-	if n := invites()[0]; !n.UserIsTarget || n.RoomID != string(room) || string(n.Devices[0].Tweaks["sound"]) != `"default"` {
+	if n := invites()[0]; !n.UserIsTarget || n.Membership != "invite" || n.RoomID != string(room) || string(n.Devices[0].Tweaks["sound"]) != `"default"` {
 		t.Fatalf("invite notification = %+v", n)
 	}
 	if _, err := bob.JoinRoomByID(ctx(t), room); err != nil {

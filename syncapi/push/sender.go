@@ -317,25 +317,28 @@ type notifyRequest struct {
 type notification struct {
 	EventID string `json:"event_id,omitempty"`
 	// ID repeats EventID under the name push gateways written before the spec named it.
-	ID                string          `json:"id,omitempty"`
-	RoomID            string          `json:"room_id,omitempty"`
-	Type              string          `json:"type,omitempty"`
-	Sender            string          `json:"sender,omitempty"`
-	SenderDisplayName string          `json:"sender_display_name,omitempty"`
-	RoomName          string          `json:"room_name,omitempty"`
-	RoomAlias         string          `json:"room_alias,omitempty"`
-	UserIsTarget      bool            `json:"user_is_target,omitempty"`
-	Prio              string          `json:"prio"`
-	Content           json.RawMessage `json:"content,omitempty"`
-	Counts            map[string]int  `json:"counts"`
-	Devices           []device        `json:"devices"`
+	ID                string `json:"id,omitempty"`
+	RoomID            string `json:"room_id,omitempty"`
+	Type              string `json:"type,omitempty"`
+	Sender            string `json:"sender,omitempty"`
+	SenderDisplayName string `json:"sender_display_name,omitempty"`
+	RoomName          string `json:"room_name,omitempty"`
+	RoomAlias         string `json:"room_alias,omitempty"`
+	UserIsTarget      bool   `json:"user_is_target,omitempty"`
+	// Membership is content.membership of a member event, as gateways written for other
+	// servers read it.
+	Membership string          `json:"membership,omitempty"`
+	Prio       string          `json:"prio"`
+	Content    json.RawMessage `json:"content,omitempty"`
+	Counts     map[string]int  `json:"counts"`
+	Devices    []device        `json:"devices"`
 }
 
 type device struct {
 	AppID     string                     `json:"app_id"`
 	PushKey   string                     `json:"pushkey"`
 	PushKeyTS int64                      `json:"pushkey_ts"`
-	Data      map[string]json.RawMessage `json:"data,omitempty"`
+	Data      map[string]json.RawMessage `json:"data"`
 	Tweaks    map[string]json.RawMessage `json:"tweaks"`
 }
 
@@ -394,7 +397,7 @@ func (s *sender) notifyBody(ctx context.Context, pu *userapi.Pusher, n pushstore
 	if _, sound := tweaks["sound"]; sound || out.Highlight {
 		prio = "high"
 	}
-	var data map[string]json.RawMessage
+	data := map[string]json.RawMessage{}
 	json.Unmarshal(pu.Data, &data)
 	delete(data, "url") // "minus the url key"
 	unread, err := p.unreadTotal(ctx, pu.UserID)
@@ -428,7 +431,14 @@ func (s *sender) describe(ctx context.Context, user id.UserID, n pushstore.Notif
 	}
 	json.Unmarshal(ev.JSON, &e)
 	note.Type, note.Sender, note.Content = ev.Type, ev.Sender, e.Content
-	note.UserIsTarget = ev.Type == "m.room.member" && e.StateKey != nil && *e.StateKey == string(user)
+	if ev.Type == "m.room.member" && e.StateKey != nil {
+		note.UserIsTarget = *e.StateKey == string(user)
+		var c struct {
+			Membership string `json:"membership"`
+		}
+		json.Unmarshal(e.Content, &c)
+		note.Membership = c.Membership
+	}
 	room := id.RoomID(n.RoomID)
 	read := func(typ, key, field string) (string, error) {
 		sev, err := p.rooms.StateEvent(ctx, room, typ, key)
@@ -446,6 +456,9 @@ func (s *sender) describe(ctx context.Context, user id.UserID, n pushstore.Notif
 	}
 	if note.RoomAlias, err = read("m.room.canonical_alias", "", "alias"); err != nil {
 		return err
+	}
+	if note.RoomName == "" {
+		note.RoomName = note.RoomAlias // the room's display name, as clients show it
 	}
 	note.SenderDisplayName, err = read("m.room.member", ev.Sender, "displayname")
 	return err
