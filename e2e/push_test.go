@@ -297,6 +297,17 @@ func TestPushMentionToGateway(t *testing.T) {
 	if notes, hl, _ := unreadIn(t, body, room); notes != 0 || hl != 0 {
 		t.Fatalf("counts after the receipt = %d/%d, want 0/0", notes, hl)
 	}
+	// The phone's badge is cleared by a counts-only request.
+	waitFor(t, "the badge update", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for _, n := range g.requests {
+			if unread, ok := n.Counts["unread"]; ok && n.EventID == "" && unread == 0 && len(n.Devices) == 1 && n.Devices[0].PushKey == "bob-key" {
+				return true
+			}
+		}
+		return false
+	})
 	if got := len(g.delivered(ev)); got != 1 {
 		t.Fatalf("gateway got %d notifications of the mention, want 1", got)
 	}

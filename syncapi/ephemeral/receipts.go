@@ -78,7 +78,8 @@ func (r *Receipts) Put(ctx context.Context, rs []receiptstore.Receipt) error {
 	if pos == 0 {
 		return nil
 	}
-	keys := make([]string, 0, len(written))
+	keys := make([]string, 0, len(written)+1)
+	keys = append(keys, synctypes.ReceiptsKey)
 	r.mu.Lock()
 	for _, w := range written {
 		c := change{pos: pos, room: id.RoomID(w.RoomID)}

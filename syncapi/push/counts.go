@@ -37,6 +37,7 @@ func (p *Push) MarkReceipts(ctx context.Context, tx *storage.Tx, rs []receiptsto
 		if err := p.store.MarkRead(ctx, tx, r.UserID, r.RoomID, thread, r.EventPos); err != nil {
 			return err
 		}
+		p.badgeDue(id.UserID(r.UserID))
 	}
 	return nil
 }
@@ -136,4 +137,28 @@ func (p *Push) unreadTotal(ctx context.Context, user id.UserID) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// badgeDue notes that a receipt may have changed the user's unread count; the sender sends
+// the count once the receipt has committed (a receipt that did not commit costs one needless
+// update, which is harmless).
+func (p *Push) badgeDue(user id.UserID) {
+	p.badgeMu.Lock()
+	defer p.badgeMu.Unlock()
+	if p.badges == nil {
+		p.badges = map[id.UserID]bool{}
+	}
+	p.badges[user] = true
+}
+
+// takeBadges returns and forgets the users due a badge update.
+func (p *Push) takeBadges() []id.UserID {
+	p.badgeMu.Lock()
+	defer p.badgeMu.Unlock()
+	out := make([]id.UserID, 0, len(p.badges))
+	for u := range p.badges {
+		out = append(out, u)
+	}
+	p.badges = nil
+	return out
 }

@@ -58,6 +58,9 @@ type Push struct {
 	cachedSize int
 
 	sender *sender
+
+	badgeMu sync.Mutex
+	badges  map[id.UserID]bool // users due a badge update (counts.go)
 }
 
 // New opens the push tables.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -45,11 +46,11 @@ type sender struct {
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
-	workers map[pusherID]chan struct{} // each worker's kick
+	workers map[pusherID]*workerSlot
 }
 
 func newSender(p *Push, roots *x509.CertPool) *sender {
-	return &sender{p: p, workers: map[pusherID]chan struct{}{},
+	return &sender{p: p, workers: map[pusherID]*workerSlot{},
 		client: safehttp.NewClient(safehttp.Options{AllowPrivate: p.cfg.AllowPrivateAddresses, Timeout: p.cfg.Timeout,
 			MaxRedirects: -1, RootCAs: roots})}
 }
@@ -107,6 +108,24 @@ func (s *sender) follow() {
 			return pos, false, loadPushers(ctx)
 		})
 	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		// Read receipts committed: the users whose counts they changed get a badge update.
+		s.p.nf.Follow(ctx, s.p.log, synctypes.StreamReceipts, synctypes.ReceiptsKey, func(ctx context.Context) (int64, bool, error) {
+			pos := s.p.nf.Latest(synctypes.StreamReceipts)
+			for _, u := range s.p.takeBadges() {
+				ps, err := s.p.users.Pushers(ctx, u)
+				if err != nil {
+					return 0, false, err
+				}
+				for _, pu := range ps {
+					s.kick(pusherID{pu.UserID, pu.AppID, pu.PushKey}, true)
+				}
+			}
+			return pos, false, nil
+		})
+	}()
 	s.p.nf.Follow(ctx, s.p.log, synctypes.StreamTimeline, synctypes.TimelineKey, func(ctx context.Context) (int64, bool, error) {
 		timeline := s.p.nf.Latest(synctypes.StreamTimeline)
 		if !started {
@@ -144,41 +163,52 @@ func (s *sender) follow() {
 	})
 }
 
-// kick wakes the pusher's worker, starting it if it is not running.
-func (s *sender) kick(pid pusherID) {
+// workerSlot is how a running worker is woken: kick to look for notifications, badge (set
+// before the kick) to send the user's unread count as well.
+type workerSlot struct {
+	kick  chan struct{}
+	badge atomic.Bool
+}
+
+// kick wakes the pusher's worker, starting it if it is not running; with badge, the worker
+// also sends the user's unread count.
+func (s *sender) kick(pid pusherID, badge ...bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
 		return
 	}
-	k, ok := s.workers[pid]
+	slot, ok := s.workers[pid]
 	if !ok {
-		k = make(chan struct{}, 1)
-		s.workers[pid] = k
+		slot = &workerSlot{kick: make(chan struct{}, 1)}
+		s.workers[pid] = slot
 		s.wg.Add(1)
-		go s.run(pid, k)
+		go s.run(pid, slot)
+	}
+	if len(badge) > 0 && badge[0] {
+		slot.badge.Store(true)
 	}
 	select {
-	case k <- struct{}{}:
+	case slot.kick <- struct{}{}:
 	default: // already due to look
 	}
 }
 
 // run is one pusher's worker.
-func (s *sender) run(pid pusherID, kick chan struct{}) {
+func (s *sender) run(pid pusherID, slot *workerSlot) {
 	defer s.wg.Done()
 	w := &worker{s: s, id: pid}
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
-		case <-kick:
+		case <-slot.kick:
 		}
 		for {
 			res := w.deliverPending(s.ctx)
 			if res.gone {
 				s.mu.Lock()
-				if s.workers[pid] == kick {
+				if s.workers[pid] == slot {
 					delete(s.workers, pid)
 				}
 				s.mu.Unlock()
@@ -196,6 +226,46 @@ func (s *sender) run(pid pusherID, kick chan struct{}) {
 				break
 			}
 		}
+		if slot.badge.Swap(false) {
+			w.sendBadge(s.ctx)
+		}
+	}
+}
+
+// sendBadge sends the user's unread count alone, after a read receipt changed it, so that the
+// phone's badge follows what was read elsewhere (push gateway API: "the counts may be sent ...
+// by themselves"). It is sent once, without retries: the next notification carries the count
+// anyway.
+func (w *worker) sendBadge(ctx context.Context) {
+	p := w.s.p
+	pusher, err := w.pusher(ctx)
+	if err != nil || pusher == nil {
+		return
+	}
+	unread, err := p.unreadTotal(ctx, w.id.user)
+	if err != nil {
+		p.log.Warn("push: unread count", "user", w.id.user, "error", err)
+		return
+	}
+	data := map[string]json.RawMessage{}
+	json.Unmarshal(pusher.Data, &data)
+	delete(data, "url")
+	// The count is sent even when it is zero: that is what clears the badge.
+	body, err := json.Marshal(map[string]any{"notification": map[string]any{
+		"prio":   "low",
+		"counts": map[string]int{"unread": unread},
+		"devices": []device{{AppID: pusher.AppID, PushKey: pusher.PushKey, PushKeyTS: pusher.PushKeyTS / 1000,
+			Data: data, Tweaks: map[string]json.RawMessage{}}},
+	}})
+	if err != nil {
+		return
+	}
+	if o, err := w.s.post(ctx, pusher, body); o == rejected {
+		if err := p.users.DeletePusher(ctx, w.id.user, w.id.appID, w.id.pushKey); err != nil {
+			p.log.Warn("push: delete rejected pusher", "user", w.id.user, "error", err)
+		}
+	} else if err != nil && ctx.Err() == nil {
+		p.log.Info("push: badge update not delivered", "user", w.id.user, "app_id", w.id.appID, "error", err)
 	}
 }
 
@@ -348,6 +418,11 @@ func (s *sender) send(ctx context.Context, pu *userapi.Pusher, n pushstore.Notif
 	if err != nil {
 		return failed, err
 	}
+	return s.post(ctx, pu, body)
+}
+
+// post sends one notify request to the pusher's gateway.
+func (s *sender) post(ctx context.Context, pu *userapi.Pusher, body []byte) (outcome, error) {
 	url := pu.ParsedData().URL
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {

@@ -219,6 +219,9 @@ var TokenOrder = []string{StreamAccountData, StreamReceipts, StreamTyping, Strea
 // changed (userapi.UserKey).
 const StreamTimeline = "sync_timeline"
 
+// ReceiptsKey is woken with every move of StreamReceipts, for the push sender's badge updates.
+const ReceiptsKey = "sync:receipts"
+
 // TimelineKey is woken with every move of StreamTimeline, for consumers of the stored
 // timelines as a whole (the push sender).
 const TimelineKey = "sync:timeline"
