@@ -184,8 +184,18 @@ func (m marks) read(room, thread string, floor int64) int64 {
 	return max(floor, m[room][AllThreads], m[room][thread])
 }
 
-func (s *Store) marks(ctx context.Context, userID string) (marks, error) {
-	rows, err := s.db.Query(ctx, `SELECT room_id, thread_id, pos FROM push_read WHERE user_id = $1`, userID)
+// marks reads the user's read positions in rooms.
+func (s *Store) marks(ctx context.Context, userID string, rooms map[string]int64) (marks, error) {
+	list := make([]string, 0, len(rooms))
+	for r := range rooms {
+		list = append(list, r)
+	}
+	roomsJSON, err := json.Marshal(list)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, `SELECT room_id, thread_id, pos FROM push_read WHERE user_id = $1 AND room_id IN `+jsonList(s.db, "$2"),
+		userID, string(roomsJSON))
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +231,7 @@ func (s *Store) Unread(ctx context.Context, userID string, rooms map[string]int6
 	if len(rooms) == 0 {
 		return out, nil
 	}
-	m, err := s.marks(ctx, userID)
+	m, err := s.marks(ctx, userID, rooms)
 	if err != nil {
 		return nil, fmt.Errorf("pushstore: read positions of %s: %w", userID, err)
 	}
@@ -372,7 +382,7 @@ func (s *Store) After(ctx context.Context, userID string, rooms map[string]int64
 // rows of each.
 func (s *Store) collect(ctx context.Context, userID string, rooms map[string]int64, limit int, onlyHighlight bool,
 	from int64, desc bool, since int64) ([]Notification, error) {
-	m, err := s.marks(ctx, userID)
+	m, err := s.marks(ctx, userID, rooms)
 	if err != nil {
 		return nil, fmt.Errorf("pushstore: read positions of %s: %w", userID, err)
 	}
