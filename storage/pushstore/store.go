@@ -132,6 +132,16 @@ type Batch struct {
 	Notify bool
 }
 
+// roomList encodes the rooms of a room → position map as a JSON array for jsonList.
+func roomList(rooms map[string]int64) (string, error) {
+	list := make([]string, 0, len(rooms))
+	for r := range rooms {
+		list = append(list, r)
+	}
+	b, err := json.Marshal(list)
+	return string(b), err
+}
+
 // jsonList is the SQL that reads the JSON array parameter n as rows of text values.
 func jsonList(q storage.Querier, n string) string {
 	if q.Engine() == storage.EnginePostgres {
@@ -186,16 +196,12 @@ func (m marks) read(room, thread string, floor int64) int64 {
 
 // marks reads the user's read positions in rooms.
 func (s *Store) marks(ctx context.Context, userID string, rooms map[string]int64) (marks, error) {
-	list := make([]string, 0, len(rooms))
-	for r := range rooms {
-		list = append(list, r)
-	}
-	roomsJSON, err := json.Marshal(list)
+	roomsJSON, err := roomList(rooms)
 	if err != nil {
 		return nil, err
 	}
 	rows, err := s.db.Query(ctx, `SELECT room_id, thread_id, pos FROM push_read WHERE user_id = $1 AND room_id IN `+jsonList(s.db, "$2"),
-		userID, string(roomsJSON))
+		userID, roomsJSON)
 	if err != nil {
 		return nil, err
 	}
@@ -235,11 +241,7 @@ func (s *Store) Unread(ctx context.Context, userID string, rooms map[string]int6
 	if err != nil {
 		return nil, fmt.Errorf("pushstore: read positions of %s: %w", userID, err)
 	}
-	list := make([]string, 0, len(rooms))
-	for r := range rooms {
-		list = append(list, r)
-	}
-	roomsJSON, err := json.Marshal(list)
+	roomsJSON, err := roomList(rooms)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +256,7 @@ func (s *Store) Unread(ctx context.Context, userID string, rooms map[string]int6
 	}
 
 	// Events of the default outcome, thread by thread.
-	rows, err := s.db.Query(ctx, `SELECT room_id, thread_id, last_pos FROM push_threads WHERE room_id IN `+jsonList(s.db, "$1"), string(roomsJSON))
+	rows, err := s.db.Query(ctx, `SELECT room_id, thread_id, last_pos FROM push_threads WHERE room_id IN `+jsonList(s.db, "$1"), roomsJSON)
 	if err != nil {
 		return nil, fmt.Errorf("pushstore: threads: %w", err)
 	}
@@ -301,7 +303,7 @@ func (s *Store) Unread(ctx context.Context, userID string, rooms map[string]int6
 	rows, err = s.db.Query(ctx, `SELECT n.room_id, n.thread_id, n.event_pos, n.notify, n.highlight,
 			e.event_pos IS NOT NULL, COALESCE(e.highlight, FALSE), COALESCE(e.sender, '')
 		FROM push_notifications n LEFT JOIN push_events e ON e.event_pos = n.event_pos
-		WHERE n.user_id = $1 AND n.event_pos > $2 AND n.room_id IN `+jsonList(s.db, "$3"), userID, floor, string(roomsJSON))
+		WHERE n.user_id = $1 AND n.event_pos > $2 AND n.room_id IN `+jsonList(s.db, "$3"), userID, floor, roomsJSON)
 	if err != nil {
 		return nil, fmt.Errorf("pushstore: own notifications of %s: %w", userID, err)
 	}
@@ -424,11 +426,7 @@ func (s *Store) collect(ctx context.Context, userID string, rooms map[string]int
 		}
 	}
 	if len(rooms) > 0 {
-		list := make([]string, 0, len(rooms))
-		for r := range rooms {
-			list = append(list, r)
-		}
-		roomsJSON, err := json.Marshal(list)
+		roomsJSON, err := roomList(rooms)
 		if err != nil {
 			return nil, err
 		}
@@ -441,7 +439,7 @@ func (s *Store) collect(ctx context.Context, userID string, rooms map[string]int
 			rows, err := s.db.Query(ctx, `SELECT event_pos, room_id, event_id, thread_id, highlight, actions, ts
 				FROM push_events e WHERE room_id IN `+jsonList(s.db, "$4")+` AND sender <> $1`+hl+`
 					AND NOT EXISTS (SELECT 1 FROM push_notifications n WHERE n.user_id = $1 AND n.event_pos = e.event_pos)`+order,
-				userID, cursor, scanBatch, string(roomsJSON))
+				userID, cursor, scanBatch, roomsJSON)
 			if err != nil {
 				return nil, fmt.Errorf("pushstore: notifications of %s: %w", userID, err)
 			}
