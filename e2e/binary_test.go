@@ -285,8 +285,9 @@ func TestConfigFile(t *testing.T) {
 
 // binaryServer writes the config of a server on a fresh database in a temporary folder and
 // returns a function that starts the built binary on it and waits until it answers, with its
-// base URL: for tests that kill the process and start it again on the same data.
-func binaryServer(t *testing.T) func() (*process, string) {
+// base URL: for tests that kill the process and start it again on the same data. opts change
+// the config before it is written.
+func binaryServer(t *testing.T, opts ...Option) func() (*process, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Default("example.test")
@@ -295,6 +296,9 @@ func binaryServer(t *testing.T) func() (*process, string) {
 	cfg.Listeners[0].Address = "127.0.0.1:0"
 	cfg.Registration.BcryptCost = 4
 	cfg.RateLimits.Enabled = false
+	for _, o := range opts {
+		o(cfg)
+	}
 	out, err := config.Generate(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -680,3 +680,38 @@ func TestPushCustomRules(t *testing.T) {
 		t.Errorf("dave after leaving lists %v (notifications of rooms left are not listed)", got)
 	}
 }
+
+// TestPushSurvivesKill kills the server (SIGKILL) while the gateway is down: after the restart
+// the notification still reaches the gateway, once.
+func TestPushSurvivesKill(t *testing.T) {
+	g := newGateway(t)
+	g.mu.Lock()
+	g.failNext = 1 << 30
+	g.mu.Unlock()
+	run := binaryServer(t, pushConfig)
+	p, base := run()
+	alice, bob, carol := registerAt(t, base, "alice"), registerAt(t, base, "bob"), registerAt(t, base, "carol")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	for _, c := range []*mautrix.Client{bob, carol} {
+		if _, err := c.JoinRoomByID(ctx(t), room); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body, _ := json.Marshal(httpPusher("bob-key", g.url()))
+	if status, _, resp := do(t, "POST", base+"/_matrix/client/v3/pushers/set", body, bearer(bob)...); status != 200 {
+		t.Fatalf("set pusher: %d %s", status, resp)
+	}
+	ev := mention(t, alice, room, bob.UserID)
+	waitFor(t, "a first delivery attempt", func() bool { return g.attempts(ev) > 0 })
+	p.kill(t)
+
+	g.mu.Lock()
+	g.failNext = 0
+	g.mu.Unlock()
+	_, base = run()
+	pointAt(t, base, alice, bob, carol)
+	n := g.waitDelivered(t, ev)
+	if n.Counts["unread"] != 1 || len(g.delivered(ev)) != 1 {
+		t.Fatalf("after the kill: %+v, delivered %d times", n, len(g.delivered(ev)))
+	}
+}
