@@ -81,14 +81,23 @@ func (s *sender) follow() {
 	var seen int64
 	started := false
 	var pusherUsers []string
+	known := map[pusherID]bool{} // pushers whose worker has been kicked once
+	var loadMu sync.Mutex        // both followers load the pushers
 	loadPushers := func(ctx context.Context) error {
+		loadMu.Lock()
+		defer loadMu.Unlock()
 		all, err := s.p.users.AllPushers(ctx)
 		if err != nil {
 			return err
 		}
 		users := map[string]bool{}
+		seenNow := make(map[pusherID]bool, len(all))
 		for _, pu := range all {
-			s.kick(pusherID{pu.UserID, pu.AppID, pu.PushKey})
+			pid := pusherID{pu.UserID, pu.AppID, pu.PushKey}
+			seenNow[pid] = true
+			if !known[pid] { // a new pusher, or every pusher at start: resume from its cursor
+				s.kick(pid)
+			}
 			users[string(pu.UserID)] = true
 		}
 		list := make([]string, 0, len(users))
@@ -96,7 +105,7 @@ func (s *sender) follow() {
 			list = append(list, u)
 		}
 		s.mu.Lock()
-		pusherUsers = list
+		pusherUsers, known = list, seenNow
 		s.mu.Unlock()
 		return nil
 	}
